@@ -1,0 +1,288 @@
+//! timm's `EfficientNet` class as used by MixNet and MobileNetV2: a stem conv, stages of
+//! depthwise-separable / inverted-residual blocks decoded from block strings, a 1x1 head conv and
+//! a linear classifier. Weight names follow timm's state dict (`conv_stem`, `bn1`,
+//! `blocks.{stage}.{block}.conv_pw` ..., `conv_head`, `bn2`, `classifier`).
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use mixdet_mixconv::PaddingMode;
+
+use crate::arch::{
+    decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,
+};
+use crate::layers::{classify, linear, Activation, BnAct, Conv, ConvSpec, SqueezeExcite};
+use crate::{Backbone, FeatureInfo, ModelOutput};
+
+/// Everything that defines one EfficientNet-family architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EfficientNetConfig {
+    /// Stages of block strings, e.g. `[["ds_r1_k3_s1_e1_c16"], ...]`.
+    pub arch: Vec<Vec<String>>,
+    /// Stem channels before rounding.
+    pub stem_size: usize,
+    /// Head (conv_head) channels; not rounded.
+    pub num_features: usize,
+    /// Channel multiplier applied by `round_channels`.
+    pub channel_multiplier: f64,
+    /// Depth multiplier.
+    pub depth_multiplier: f64,
+    /// Truncation of scaled depths.
+    pub depth_trunc: DepthTrunc,
+    /// Default activation (blocks without `n..`, the stem and the head).
+    pub act: Activation,
+    /// BatchNorm epsilon (1e-5 PyTorch, 1e-3 for the TF ports).
+    pub bn_eps: f64,
+    /// Padding rule (`Symmetric`, or `TfSame` for the `tf_` models).
+    pub padding: PaddingMode,
+    /// Replaces every depthwise kernel by this MixConv kernel list (the paper's drop-in use).
+    pub dw_kernel_override: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Clone)]
+struct ConvBn {
+    conv: Conv,
+    bn: BnAct,
+}
+
+impl ConvBn {
+    fn load(spec: &ConvSpec, eps: f64, act: Activation, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: Conv::load(spec, conv_vb)?, bn: BnAct::load(spec.out_chs, eps, act, bn_vb)? })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// A depthwise-separable (`ds`) or inverted-residual (`ir`) block.
+#[derive(Debug, Clone)]
+struct Block {
+    /// `conv_pw` + `bn1` (inverted residual only).
+    expand: Option<ConvBn>,
+    /// `conv_dw` + BN (`bn1` for ds, `bn2` for ir).
+    depthwise: ConvBn,
+    se: Option<SqueezeExcite>,
+    /// `conv_pw` + `bn2` (ds) or `conv_pwl` + `bn3` (ir).
+    project: ConvBn,
+    skip: bool,
+}
+
+impl Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = match &self.expand {
+            Some(e) => e.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        h = self.depthwise.forward_t(&h, train)?;
+        if let Some(se) = &self.se {
+            h = se.forward(&h)?;
+        }
+        h = self.project.forward_t(&h, train)?;
+        if self.skip {
+            h = (h + x)?;
+        }
+        Ok(h)
+    }
+}
+
+/// Where a feature map is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tap {
+    Stem,
+    Stage(usize),
+}
+
+/// An EfficientNet-family network (MixNet, MobileNetV2) loaded with weights.
+#[derive(Debug, Clone)]
+pub struct EfficientNet {
+    stem: ConvBn,
+    stages: Vec<Vec<Block>>,
+    head: Option<ConvBn>,
+    classifier: Option<candle_nn::Linear>,
+    taps: Vec<Tap>,
+    features: Vec<FeatureInfo>,
+}
+
+fn block_weights_prefix(stage: usize, block: usize) -> String {
+    format!("blocks.{stage}.{block}")
+}
+
+impl EfficientNet {
+    /// Builds the network. `num_classes = 0` or `features_only` drops the classifier;
+    /// `features_only` also drops `conv_head`/`bn2` (timm's `features_only=True`).
+    pub fn load(cfg: &EfficientNetConfig, num_classes: usize, features_only: bool, vb: VarBuilder) -> Result<Self> {
+        let mut stages_args =
+            decode_arch_def(&cfg.arch, cfg.depth_multiplier, cfg.depth_trunc).map_err(candle_core::Error::wrap)?;
+        if let Some(ks) = &cfg.dw_kernel_override {
+            for b in stages_args.iter_mut().flatten() {
+                b.dw_kernel = KernelSpec::Mixed(ks.clone());
+            }
+        }
+        let round = |c| round_channels(c, cfg.channel_multiplier);
+        let stem_size = round(cfg.stem_size);
+        let stem_spec = ConvSpec {
+            in_chs: 3,
+            out_chs: stem_size,
+            kernel: KernelSpec::Single(3),
+            stride: 2,
+            dilation: 1,
+            depthwise: false,
+            padding: cfg.padding,
+        };
+        let stem = ConvBn::load(&stem_spec, cfg.bn_eps, cfg.act, vb.pp("conv_stem"), vb.pp("bn1"))?;
+
+        let mut in_chs = stem_size;
+        let mut stride = 2;
+        let mut taps = Vec::new();
+        let mut features = Vec::new();
+        if stages_args.first().and_then(|s| s.first()).is_some_and(|b| b.stride > 1) {
+            taps.push(Tap::Stem);
+            features.push(FeatureInfo { channels: stem_size, stride, module: "bn1".into() });
+        }
+        let mut stages = Vec::with_capacity(stages_args.len());
+        for (si, stage_args) in stages_args.iter().enumerate() {
+            let mut blocks = Vec::with_capacity(stage_args.len());
+            for (bi, args) in stage_args.iter().enumerate() {
+                let block_stride = if bi == 0 { args.stride } else { 1 };
+                stride *= block_stride;
+                let out_chs = round(args.out_chs);
+                let bvb = vb.pp(block_weights_prefix(si, bi));
+                blocks.push(load_block(cfg, args, in_chs, out_chs, block_stride, bvb)?);
+                in_chs = out_chs;
+            }
+            let next_strided = stages_args.get(si + 1).and_then(|s| s.first()).is_none_or(|b| b.stride > 1);
+            if next_strided {
+                taps.push(Tap::Stage(si));
+                features.push(FeatureInfo { channels: in_chs, stride, module: format!("blocks.{si}") });
+            }
+            stages.push(blocks);
+        }
+        let (head, classifier) = if features_only {
+            (None, None)
+        } else {
+            let head_spec = ConvSpec {
+                in_chs,
+                out_chs: cfg.num_features,
+                kernel: KernelSpec::Single(1),
+                stride: 1,
+                dilation: 1,
+                depthwise: false,
+                padding: cfg.padding,
+            };
+            let head = ConvBn::load(&head_spec, cfg.bn_eps, cfg.act, vb.pp("conv_head"), vb.pp("bn2"))?;
+            let classifier =
+                if num_classes > 0 { Some(linear(cfg.num_features, num_classes, vb.pp("classifier"))?) } else { None };
+            (Some(head), classifier)
+        };
+        Ok(Self { stem, stages, head, classifier, taps, features })
+    }
+}
+
+fn load_block(
+    cfg: &EfficientNetConfig,
+    args: &BlockArgs,
+    in_chs: usize,
+    out_chs: usize,
+    stride: usize,
+    vb: VarBuilder,
+) -> Result<Block> {
+    let act = args.act.unwrap_or(cfg.act);
+    let spec = |i, o, kernel: &KernelSpec, stride, depthwise| ConvSpec {
+        in_chs: i,
+        out_chs: o,
+        kernel: kernel.clone(),
+        stride,
+        dilation: 1,
+        depthwise,
+        padding: cfg.padding,
+    };
+    // timm: SE channels are relative to the block input: round(mid * (se_ratio / exp_ratio)).
+    let se = |mid: usize, vb: VarBuilder| -> Result<Option<SqueezeExcite>> {
+        if args.se_ratio <= 0.0 {
+            return Ok(None);
+        }
+        let rd = py_round(mid as f64 * (args.se_ratio / args.exp_ratio)) as usize;
+        let names = ("conv_reduce", "conv_expand");
+        SqueezeExcite::load(mid, rd, act, Activation::Sigmoid, names, vb.pp("se")).map(Some)
+    };
+    let eps = cfg.bn_eps;
+    match args.block_type {
+        BlockType::DepthwiseSeparable | BlockType::DepthwiseSeparableAct => {
+            let pw_act = if args.block_type == BlockType::DepthwiseSeparableAct { act } else { Activation::Identity };
+            Ok(Block {
+                expand: None,
+                depthwise: ConvBn::load(
+                    &spec(in_chs, in_chs, &args.dw_kernel, stride, true),
+                    eps,
+                    act,
+                    vb.pp("conv_dw"),
+                    vb.pp("bn1"),
+                )?,
+                se: se(in_chs, vb.clone())?,
+                project: ConvBn::load(
+                    &spec(in_chs, out_chs, &args.pw_kernel, 1, false),
+                    eps,
+                    pw_act,
+                    vb.pp("conv_pw"),
+                    vb.pp("bn2"),
+                )?,
+                skip: stride == 1 && in_chs == out_chs && !args.noskip,
+            })
+        }
+        BlockType::InvertedResidual => {
+            let mid = make_divisible(in_chs as f64 * args.exp_ratio, 8);
+            Ok(Block {
+                expand: Some(ConvBn::load(
+                    &spec(in_chs, mid, &args.exp_kernel, 1, false),
+                    eps,
+                    act,
+                    vb.pp("conv_pw"),
+                    vb.pp("bn1"),
+                )?),
+                depthwise: ConvBn::load(
+                    &spec(mid, mid, &args.dw_kernel, stride, true),
+                    eps,
+                    act,
+                    vb.pp("conv_dw"),
+                    vb.pp("bn2"),
+                )?,
+                se: se(mid, vb.clone())?,
+                project: ConvBn::load(
+                    &spec(mid, out_chs, &args.pw_kernel, 1, false),
+                    eps,
+                    Activation::Identity,
+                    vb.pp("conv_pwl"),
+                    vb.pp("bn3"),
+                )?,
+                skip: stride == 1 && in_chs == out_chs && !args.noskip,
+            })
+        }
+    }
+}
+
+impl Backbone for EfficientNet {
+    fn feature_info(&self) -> &[FeatureInfo] {
+        &self.features
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        let mut h = self.stem.forward_t(x, train)?;
+        let mut features = Vec::with_capacity(self.taps.len());
+        if self.taps.first() == Some(&Tap::Stem) {
+            features.push(h.clone());
+        }
+        for (si, stage) in self.stages.iter().enumerate() {
+            for block in stage {
+                h = block.forward_t(&h, train)?;
+            }
+            if self.taps.contains(&Tap::Stage(si)) {
+                features.push(h.clone());
+            }
+        }
+        let logits = match (&self.head, &self.classifier) {
+            (Some(head), Some(fc)) => Some(classify(&head.forward_t(&h, train)?, fc)?),
+            _ => None,
+        };
+        Ok(ModelOutput { logits, features })
+    }
+}

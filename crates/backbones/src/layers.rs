@@ -1,0 +1,239 @@
+//! Building blocks shared by the backbones: activations, convolution (timm's `create_conv2d`),
+//! BatchNorm + activation, squeeze-excitation, linear layers. Weights are fetched through a
+//! `VarBuilder` under PyTorch's own key names.
+
+use candle_core::{Module, ModuleT, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use mixdet_mixconv::{conv1x1, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
+
+use crate::arch::KernelSpec;
+
+/// Element-wise activations used by the MixNet / MobileNet families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// No activation.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `x * sigmoid(x)` (timm's "swish").
+    Silu,
+    /// `x * relu6(x + 3) / 6`.
+    HardSwish,
+    /// `relu6(x + 3) / 6`.
+    HardSigmoid,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(x.clone()),
+            Activation::Relu => x.relu(),
+            Activation::Relu6 => x.clamp(0f32, 6f32),
+            Activation::Silu => x.silu(),
+            Activation::HardSwish => x.mul(&hard_sigmoid(x)?),
+            Activation::HardSigmoid => hard_sigmoid(x),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+        }
+    }
+}
+
+fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x + 3.0)?.clamp(0f32, 6f32)? / 6.0
+}
+
+/// BatchNorm2d followed by an activation (timm's `BatchNormAct2d`).
+#[derive(Debug, Clone)]
+pub struct BnAct {
+    bn: candle_nn::BatchNorm,
+    act: Activation,
+}
+
+impl BnAct {
+    /// Loads `weight`, `bias`, `running_mean`, `running_var` under `vb`.
+    pub fn load(channels: usize, eps: f64, act: Activation, vb: VarBuilder) -> Result<Self> {
+        let cfg = candle_nn::BatchNormConfig { eps, remove_mean: true, affine: true, momentum: 0.1 };
+        Ok(Self { bn: candle_nn::batch_norm(channels, cfg, vb)?, act })
+    }
+
+    /// Normalises (batch statistics when `train`, running statistics otherwise) and activates.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.act.apply(&self.bn.forward_t(x, train)?)
+    }
+}
+
+/// A convolution as timm's `create_conv2d` builds it: a plain conv for an int kernel (1x1 ones
+/// run as matrix products), a `MixedConv2d` (children `.0`, `.1`, ...) for a kernel list.
+#[derive(Debug, Clone)]
+pub enum Conv {
+    /// 1x1, stride 1, dense: a matrix product.
+    Pointwise {
+        /// `(out, in, 1, 1)`.
+        weight: Tensor,
+        /// Optional bias `(out,)`.
+        bias: Option<Tensor>,
+    },
+    /// Anything else (depthwise or mixed kernels, grouped 1x1, the dense stem conv).
+    Mixed(MixedConv2d),
+    /// A dense k x k convolution (the stem).
+    Dense {
+        /// `(out, in, k, k)`.
+        weight: Tensor,
+        /// Stride.
+        stride: usize,
+        /// Padding rule.
+        padding: PaddingMode,
+    },
+}
+
+/// Shape of a convolution to load.
+#[derive(Debug, Clone)]
+pub struct ConvSpec {
+    /// Input channels.
+    pub in_chs: usize,
+    /// Output channels.
+    pub out_chs: usize,
+    /// Kernel(s).
+    pub kernel: KernelSpec,
+    /// Stride.
+    pub stride: usize,
+    /// Dilation.
+    pub dilation: usize,
+    /// Depthwise (groups == channels).
+    pub depthwise: bool,
+    /// Padding rule.
+    pub padding: PaddingMode,
+}
+
+impl Conv {
+    /// Loads a bias-free convolution under `vb` (`weight`, or `{i}.weight` for a kernel list).
+    pub fn load(spec: &ConvSpec, vb: VarBuilder) -> Result<Self> {
+        let cfg = MixedConv2dConfig {
+            in_channels: spec.in_chs,
+            out_channels: spec.out_chs,
+            kernel_sizes: spec.kernel.sizes(),
+            stride: spec.stride,
+            dilation: spec.dilation,
+            padding: spec.padding,
+            depthwise: spec.depthwise,
+            split: SplitRule::Equal,
+        };
+        cfg.validate().map_err(candle_core::Error::wrap)?;
+        let shapes = cfg.weight_shapes();
+        match &spec.kernel {
+            KernelSpec::Single(k) => {
+                let weight = vb.get(shapes[0].to_vec(), "weight")?;
+                if spec.depthwise {
+                    Ok(Conv::Mixed(MixedConv2d::new(cfg, vec![weight], None)?))
+                } else if *k == 1 && spec.stride == 1 {
+                    Ok(Conv::Pointwise { weight, bias: None })
+                } else {
+                    Ok(Conv::Dense { weight, stride: spec.stride, padding: spec.padding })
+                }
+            }
+            KernelSpec::Mixed(_) => {
+                let weights = shapes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| vb.pp(i.to_string()).get(s.to_vec(), "weight"))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Conv::Mixed(MixedConv2d::new(cfg, weights, None)?))
+            }
+        }
+    }
+
+    /// Loads a 1x1 convolution with bias (squeeze-excitation layers).
+    pub fn load_pointwise_bias(in_chs: usize, out_chs: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((out_chs, in_chs, 1, 1), "weight")?;
+        let bias = vb.get(out_chs, "bias")?;
+        Ok(Conv::Pointwise { weight, bias: Some(bias) })
+    }
+
+    /// Applies the convolution.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Conv::Pointwise { weight, bias } => {
+                let y = conv1x1(x, weight)?;
+                match bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+                    None => Ok(y),
+                }
+            }
+            Conv::Mixed(m) => m.forward(x),
+            Conv::Dense { weight, stride, padding } => {
+                let (_, _, h, w) = x.dims4()?;
+                let k = weight.dim(2)?;
+                let ph = padding.resolve(h, k, *stride, 1);
+                let pw = padding.resolve(w, k, *stride, 1);
+                if ph.before == ph.after && pw.before == pw.after && ph.before == pw.before {
+                    x.conv2d(weight, ph.before, *stride, 1, 1)
+                } else {
+                    x.pad_with_zeros(2, ph.before, ph.after)?
+                        .pad_with_zeros(3, pw.before, pw.after)?
+                        .conv2d(weight, 0, *stride, 1, 1)
+                }
+            }
+        }
+    }
+}
+
+/// Squeeze-excitation: global average, 1x1 reduce (bias), activation, 1x1 expand (bias), gate.
+/// timm names the convs `conv_reduce`/`conv_expand`, torchvision `fc1`/`fc2`.
+#[derive(Debug, Clone)]
+pub struct SqueezeExcite {
+    reduce_w: Tensor,
+    reduce_b: Tensor,
+    expand_w: Tensor,
+    expand_b: Tensor,
+    act: Activation,
+    gate: Activation,
+}
+
+impl SqueezeExcite {
+    /// Loads the two 1x1 convs under `vb.pp(names.0)` and `vb.pp(names.1)`.
+    pub fn load(
+        channels: usize,
+        reduced: usize,
+        act: Activation,
+        gate: Activation,
+        names: (&str, &str),
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let r = vb.pp(names.0);
+        let e = vb.pp(names.1);
+        Ok(Self {
+            reduce_w: r.get((reduced, channels, 1, 1), "weight")?.flatten_from(1)?,
+            reduce_b: r.get(reduced, "bias")?,
+            expand_w: e.get((channels, reduced, 1, 1), "weight")?.flatten_from(1)?,
+            expand_b: e.get(channels, "bias")?,
+            act,
+            gate,
+        })
+    }
+
+    /// Rescales the channels of `x` `(N, C, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?; // (N, C)
+        let s = pooled.matmul(&self.reduce_w.t()?)?.broadcast_add(&self.reduce_b)?;
+        let s = self.act.apply(&s)?;
+        let s = s.matmul(&self.expand_w.t()?)?.broadcast_add(&self.expand_b)?;
+        let g = self.gate.apply(&s)?;
+        x.broadcast_mul(&g.unsqueeze(2)?.unsqueeze(3)?)
+    }
+}
+
+/// A fully connected layer loaded under PyTorch's `weight` `(out, in)` / `bias` names.
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
+    let w = vb.get((out_dim, in_dim), "weight")?;
+    let b = vb.get(out_dim, "bias")?;
+    Ok(candle_nn::Linear::new(w, Some(b)))
+}
+
+/// Global average pooling `(N, C, H, W) -> (N, C)` then a linear classifier.
+pub fn classify(x: &Tensor, fc: &candle_nn::Linear) -> Result<Tensor> {
+    fc.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?)
+}
