@@ -1,10 +1,12 @@
 //! `mixdet`: the command-line interface of the mixdet toolkit.
 
 mod commands;
+mod device;
+mod preprocess;
 
 use clap::{Parser, Subcommand};
 
-/// MixConv object detection toolkit.
+/// MixConv object detection toolkit: MixNet / MobileNet backbones, COCO evaluation.
 #[derive(Parser)]
 #[command(name = "mixdet", version, about)]
 struct Cli {
@@ -14,6 +16,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Classify images with an ImageNet backbone (timm preprocessing), printing the top-k classes.
+    Classify(commands::classify::ClassifyArgs),
+    /// Run a model on a stored NCHW tensor and store its logits and feature maps (for parity checks).
+    Forward(commands::forward::ForwardArgs),
+    /// List the models with their parameter counts and feature maps.
+    Models(commands::models::ModelsArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
     Eval(commands::eval::EvalArgs),
 }
@@ -21,6 +29,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Classify(args) => commands::classify::run(args),
+        Command::Forward(args) => commands::forward::run(args),
+        Command::Models(args) => commands::models::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

@@ -1,3 +1,7 @@
 //! One module per subcommand; each exposes `XxxArgs` (clap) and `run(args) -> anyhow::Result<ExitCode>`.
 
+pub mod backbone_args;
+pub mod classify;
 pub mod eval;
+pub mod forward;
+pub mod models;

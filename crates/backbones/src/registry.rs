@@ -250,10 +250,41 @@ impl ModelSpec {
         Ok(self
             .state_dict_shapes(opts)?
             .iter()
-            .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+            .filter(|(k, _)| is_parameter(k))
             .map(|(_, s)| s.iter().product::<usize>())
             .sum())
     }
+
+    /// Parameter counts and feature maps of the full model (1000 classes), from one weightless build.
+    pub fn summary(&self) -> candle_core::Result<ModelSummary> {
+        let recorder = ShapeRecorder::default();
+        let net = self.build(&ModelOptions::default(), recorder.var_builder(&Device::Cpu))?;
+        let shapes = recorder.shapes();
+        let count = |keep: &dyn Fn(&str) -> bool| -> usize {
+            shapes.iter().filter(|(k, _)| is_parameter(k) && keep(k)).map(|(_, s)| s.iter().product::<usize>()).sum()
+        };
+        let head = self.head_prefixes();
+        Ok(ModelSummary {
+            params: count(&|_| true),
+            backbone_params: count(&|k| !head.iter().any(|p| k.starts_with(p))),
+            features: net.feature_info().to_vec(),
+        })
+    }
+}
+
+fn is_parameter(key: &str) -> bool {
+    !key.ends_with("running_mean") && !key.ends_with("running_var")
+}
+
+/// Size and feature maps of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSummary {
+    /// Learnable parameters with a 1000-class classifier.
+    pub params: usize,
+    /// Learnable parameters of the feature extractor alone (timm's `features_only`).
+    pub backbone_params: usize,
+    /// Feature maps in stride order.
+    pub features: Vec<crate::FeatureInfo>,
 }
 
 /// What part of a model to build.

@@ -1,0 +1,74 @@
+//! `mixdet forward`: runs a model on a stored NCHW tensor and stores its outputs: the tool the
+//! parity tests, and anyone debugging a port, compare against the reference framework with.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Tensor};
+
+use super::backbone_args::BackboneArgs;
+
+/// Arguments of `mixdet forward`.
+#[derive(clap::Args, Debug)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
+    /// A .safetensors file holding an f32 tensor named `input` of shape (N, 3, H, W); any H and W.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write `logits` (N x classes) and `features.<i>` (feature maps in stride order).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Runs `mixdet forward`.
+pub fn run(args: ForwardArgs) -> Result<ExitCode> {
+    if same_file(&args.input, &args.output) {
+        anyhow::bail!("{}: --output would overwrite --input", args.output.display());
+    }
+    let (_, net, device) = args.backbone.load()?;
+    let tensors = candle_core::safetensors::load(&args.input, &device)
+        .with_context(|| format!("{}: cannot read safetensors", args.input.display()))?;
+    let input = tensors.get("input").with_context(|| {
+        let mut names: Vec<_> = tensors.keys().cloned().collect();
+        names.sort();
+        format!("{}: no tensor named `input` (found: {})", args.input.display(), names.join(", "))
+    })?;
+    let dims = input.dims();
+    if dims.len() != 4 || dims[1] != 3 {
+        anyhow::bail!("{}: `input` has shape {dims:?}, expected (N, 3, H, W)", args.input.display());
+    }
+    let input = input.to_dtype(DType::F32)?;
+    let out = net.forward(&input).context("running the model")?;
+    let mut result: HashMap<String, Tensor> = HashMap::new();
+    if let Some(logits) = out.logits {
+        result.insert("logits".into(), logits);
+    }
+    for (i, f) in out.features.into_iter().enumerate() {
+        result.insert(format!("features.{i}"), f);
+    }
+    write_safetensors_atomic(&result, &args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Writes to a temporary file beside `path`, then renames, so that an interrupted run never
+/// leaves a truncated file under the final name.
+pub fn write_safetensors_atomic(tensors: &HashMap<String, Tensor>, path: &std::path::Path) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let cpu: HashMap<String, Tensor> =
+        tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?))).collect::<Result<_>>()?;
+    candle_core::safetensors::save(&cpu, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
