@@ -47,6 +47,14 @@ pub enum CocoError {
         /// The file (or `<memory>`).
         origin: String,
     },
+    /// The PR plot could not be drawn or written.
+    #[error("{}: cannot write the plot: {message}", path.display())]
+    Plot {
+        /// The output file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// Evaluation parameters that pycocotools would crash on or that make no sense.
     #[error("invalid evaluation parameters: {0}")]
     InvalidParams(String),

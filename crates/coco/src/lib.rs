@@ -22,6 +22,7 @@ pub mod evaluation;
 pub mod iou;
 mod json;
 pub mod params;
+pub mod plot;
 pub mod results;
 pub mod summary;
 
