@@ -68,12 +68,21 @@ struct Block {
 }
 
 impl Block {
+    fn expand_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match &self.expand {
+            Some(e) => e.forward_t(x, train),
+            None => Ok(x.clone()),
+        }
+    }
+
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = match &self.expand {
-            Some(e) => e.forward_t(x, train)?,
-            None => x.clone(),
-        };
-        h = self.depthwise.forward_t(&h, train)?;
+        let expanded = self.expand_t(x, train)?;
+        self.forward_from_expanded(x, &expanded, train)
+    }
+
+    /// The rest of the block after the expansion conv (`x` is the block input, for the skip).
+    fn forward_from_expanded(&self, x: &Tensor, expanded: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = self.depthwise.forward_t(expanded, train)?;
         if let Some(se) = &self.se {
             h = se.forward(&h)?;
         }
@@ -101,6 +110,10 @@ pub struct EfficientNet {
     classifier: Option<candle_nn::Linear>,
     taps: Vec<Tap>,
     features: Vec<FeatureInfo>,
+    /// Stage whose first block's expansion is the detection tap C4 (the last stride-2 stage).
+    c4_stage: usize,
+    c4_channels: usize,
+    c5_channels: usize,
 }
 
 fn block_weights_prefix(stage: usize, block: usize) -> String {
@@ -174,7 +187,16 @@ impl EfficientNet {
                 if num_classes > 0 { Some(linear(cfg.num_features, num_classes, vb.pp("classifier"))?) } else { None };
             (Some(head), classifier)
         };
-        Ok(Self { stem, stages, head, classifier, taps, features })
+        let c4_stage = stages_args.iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1)).unwrap_or(0);
+        let c4_channels = stages.get(c4_stage).and_then(|s| s.first()).map_or(0, Block::expanded_channels);
+        let c5_channels = if head.is_some() { cfg.num_features } else { in_chs };
+        Ok(Self { stem, stages, head, classifier, taps, features, c4_stage, c4_channels, c5_channels })
+    }
+}
+
+impl Block {
+    fn expanded_channels(&self) -> usize {
+        self.depthwise.bn.channels()
     }
 }
 
@@ -284,5 +306,30 @@ impl Backbone for EfficientNet {
             _ => None,
         };
         Ok(ModelOutput { logits, features })
+    }
+
+    fn detection_tap_channels(&self) -> (usize, usize) {
+        (self.c4_channels, self.c5_channels)
+    }
+
+    fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let mut h = self.stem.forward_t(x, train)?;
+        let mut c4 = None;
+        for (si, stage) in self.stages.iter().enumerate() {
+            for (bi, block) in stage.iter().enumerate() {
+                if si == self.c4_stage && bi == 0 {
+                    let expanded = block.expand_t(&h, train)?;
+                    h = block.forward_from_expanded(&h, &expanded, train)?;
+                    c4 = Some(expanded);
+                } else {
+                    h = block.forward_t(&h, train)?;
+                }
+            }
+        }
+        if let Some(head) = &self.head {
+            h = head.forward_t(&h, train)?;
+        }
+        let c4 = c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 stage for the C4 tap".into()))?;
+        Ok((c4, h))
     }
 }

@@ -51,13 +51,19 @@ fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
 pub struct BnAct {
     bn: candle_nn::BatchNorm,
     act: Activation,
+    channels: usize,
 }
 
 impl BnAct {
     /// Loads `weight`, `bias`, `running_mean`, `running_var` under `vb`.
     pub fn load(channels: usize, eps: f64, act: Activation, vb: VarBuilder) -> Result<Self> {
         let cfg = candle_nn::BatchNormConfig { eps, remove_mean: true, affine: true, momentum: 0.1 };
-        Ok(Self { bn: candle_nn::batch_norm(channels, cfg, vb)?, act })
+        Ok(Self { bn: candle_nn::batch_norm(channels, cfg, vb)?, act, channels })
+    }
+
+    /// Number of channels.
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 
     /// Normalises (batch statistics when `train`, running statistics otherwise) and activates.

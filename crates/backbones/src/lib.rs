@@ -49,4 +49,13 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     fn forward(&self, x: &Tensor) -> Result<ModelOutput> {
         self.forward_t(x, false)
     }
+
+    /// Channels of the two maps [`Backbone::forward_detection_taps`] returns.
+    fn detection_tap_channels(&self) -> (usize, usize);
+
+    /// The two maps torchvision's SSDLite takes from a classification backbone, in one pass:
+    /// C4, the output of the 1x1 expansion (with BN and activation) of the first block of the
+    /// last stride-2 stage (stride 16), and C5, the last feature map (stride 32: the head conv
+    /// when the model has one, else the last block's output).
+    fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)>;
 }

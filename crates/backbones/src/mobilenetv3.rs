@@ -138,12 +138,20 @@ impl InvertedResidual {
         Ok(Self { expand, depthwise, se, project, skip: c.stride == 1 && c.input == c.out })
     }
 
+    fn expand_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match &self.expand {
+            Some(e) => e.forward_t(x, train),
+            None => Ok(x.clone()),
+        }
+    }
+
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = match &self.expand {
-            Some(e) => e.forward_t(x, train)?,
-            None => x.clone(),
-        };
-        h = self.depthwise.forward_t(&h, train)?;
+        let expanded = self.expand_t(x, train)?;
+        self.forward_from_expanded(x, &expanded, train)
+    }
+
+    fn forward_from_expanded(&self, x: &Tensor, expanded: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = self.depthwise.forward_t(expanded, train)?;
         if let Some(se) = &self.se {
             h = se.forward(&h)?;
         }
@@ -165,6 +173,9 @@ pub struct MobileNetV3 {
     /// Indices into `features` (stem = 0, blocks 1..=15, last conv 16) whose outputs are taps.
     taps: Vec<usize>,
     features: Vec<FeatureInfo>,
+    /// Index into `blocks` of the last stride-2 block (torchvision's `c4_pos` minus the stem).
+    c4_block: usize,
+    c4_channels: usize,
 }
 
 impl MobileNetV3 {
@@ -209,7 +220,9 @@ impl MobileNetV3 {
             let cvb = vb.pp("classifier");
             Some((linear(last_out, hidden, cvb.pp("0"))?, linear(hidden, num_classes, cvb.pp("3"))?))
         };
-        Ok(Self { stem, blocks, last_conv, classifier, taps, features })
+        let c4_block = setting.iter().rposition(|c| c.stride > 1).unwrap_or(0);
+        let c4_channels = setting[c4_block].expanded;
+        Ok(Self { stem, blocks, last_conv, classifier, taps, features, c4_block, c4_channels })
     }
 }
 
@@ -239,5 +252,26 @@ impl Backbone for MobileNetV3 {
             None => None,
         };
         Ok(ModelOutput { logits, features })
+    }
+
+    fn detection_tap_channels(&self) -> (usize, usize) {
+        (self.c4_channels, self.features.last().map_or(0, |f| f.channels))
+    }
+
+    fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let mut h = self.stem.forward_t(x, train)?;
+        let mut c4 = None;
+        for (i, block) in self.blocks.iter().enumerate() {
+            if i == self.c4_block {
+                let expanded = block.expand_t(&h, train)?;
+                h = block.forward_from_expanded(&h, &expanded, train)?;
+                c4 = Some(expanded);
+            } else {
+                h = block.forward_t(&h, train)?;
+            }
+        }
+        let c5 = self.last_conv.forward_t(&h, train)?;
+        let c4 = c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 block for the C4 tap".into()))?;
+        Ok((c4, c5))
     }
 }

@@ -80,8 +80,8 @@ mod tests {
         // Printed by coco_tools/synthetic.py: uniform01("abc", 3), synthetic_array("x.weight", (2, 3)).
         assert_eq!(uniform01("abc", 3), vec![0.16362261886774687, 0.2869840674260956, 0.009036295911877046]);
         let w = synthetic_values("x.weight", &[2, 3]);
-        let expected = [-1.0132629871368408f32, 0.27954062819480896, 0.7664997577667236];
+        let expected = [-1.0132629871368408f64 as f32, 0.27954062819480896f64 as f32, 0.7664997577667236f64 as f32];
         assert_eq!(&w[..3], &expected);
-        assert_eq!(w[5], 1.2360554933547974f32);
+        assert_eq!(w[5], 1.2360554933547974f64 as f32);
     }
 }

@@ -1,0 +1,268 @@
+//! The SSDLite detector: a backbone's C4/C5 maps, extra layers extending the pyramid, and the
+//! SSDLite head. Weight names follow torchvision's `ssdlite320_mobilenet_v3_large` state dict
+//! (`backbone.features.{0,1}...`, `backbone.extra.{i}`, `head.{classification,regression}_head.module_list.{i}`);
+//! EfficientNet-family trunks (MixNet) keep timm's names under `backbone.body.`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use mixdet_backbones::arch::KernelSpec;
+use mixdet_backbones::layers::{Activation, BnAct, Conv, ConvSpec};
+use mixdet_backbones::weights::{read_state_dict, CheckedStateDict, WeightsError};
+use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
+use mixdet_mixconv::PaddingMode;
+
+use crate::anchors;
+use crate::config::DetectorConfig;
+
+fn spec(in_chs: usize, out_chs: usize, k: usize, stride: usize, depthwise: bool) -> ConvSpec {
+    ConvSpec {
+        in_chs,
+        out_chs,
+        kernel: KernelSpec::Single(k),
+        stride,
+        dilation: 1,
+        depthwise,
+        padding: PaddingMode::Symmetric,
+    }
+}
+
+/// torchvision's `Conv2dNormActivation`: conv `.0`, BN `.1`, ReLU6.
+#[derive(Debug, Clone)]
+struct ConvBnRelu6 {
+    conv: Conv,
+    bn: BnAct,
+}
+
+impl ConvBnRelu6 {
+    fn load(s: ConvSpec, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: Conv::load(&s, vb.pp("0"))?, bn: BnAct::load(s.out_chs, eps, Activation::Relu6, vb.pp("1"))? })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// An extra layer: 1x1 to out/2, 3x3 depthwise stride 2, 1x1 to out (each with BN + ReLU6).
+#[derive(Debug, Clone)]
+struct ExtraBlock {
+    layers: [ConvBnRelu6; 3],
+}
+
+impl ExtraBlock {
+    fn load(in_chs: usize, out_chs: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let mid = out_chs / 2;
+        Ok(Self {
+            layers: [
+                ConvBnRelu6::load(spec(in_chs, mid, 1, 1, false), eps, vb.pp("0"))?,
+                ConvBnRelu6::load(spec(mid, mid, 3, 2, true), eps, vb.pp("1"))?,
+                ConvBnRelu6::load(spec(mid, out_chs, 1, 1, false), eps, vb.pp("2"))?,
+            ],
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward_t(&h, train)?;
+        }
+        Ok(h)
+    }
+}
+
+/// A head block of one level: 3x3 depthwise + BN + ReLU6 (`.0`), then a 1x1 conv with bias (`.1`).
+#[derive(Debug, Clone)]
+struct PredictionBlock {
+    dw: ConvBnRelu6,
+    out: Conv,
+    columns: usize,
+}
+
+impl PredictionBlock {
+    fn load(in_chs: usize, anchors: usize, columns: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            dw: ConvBnRelu6::load(spec(in_chs, in_chs, 3, 1, true), eps, vb.pp("0"))?,
+            out: Conv::load_pointwise_bias(in_chs, anchors * columns, vb.pp("1"))?,
+            columns,
+        })
+    }
+
+    /// `(N, A*K, H, W)` viewed as `(N, A, K, H, W)`, permuted to `(N, H, W, A, K)`, flattened to `(N, H*W*A, K)`.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.out.forward(&self.dw.forward_t(x, train)?)?;
+        let (n, ak, h, w) = y.dims4()?;
+        let a = ak / self.columns;
+        y.reshape((n, a, self.columns, h, w))?.permute((0, 3, 4, 1, 2))?.reshape((n, h * w * a, self.columns))
+    }
+}
+
+/// Raw head outputs for a batch.
+#[derive(Debug, Clone)]
+pub struct HeadOutput {
+    /// `(N, anchors, classes)` logits.
+    pub cls_logits: Tensor,
+    /// `(N, anchors, 4)` box regression `(dx, dy, dw, dh)`.
+    pub bbox_regression: Tensor,
+    /// `[height, width]` of each feature level.
+    pub grid_sizes: Vec<[usize; 2]>,
+}
+
+/// Anchors per feature-grid layout.
+type AnchorCache = HashMap<Vec<[usize; 2]>, Arc<Vec<[f32; 4]>>>;
+
+/// An SSDLite detector with its weights.
+#[derive(Debug)]
+pub struct SsdLite {
+    config: DetectorConfig,
+    backbone: Box<dyn Backbone>,
+    extras: Vec<ExtraBlock>,
+    cls_head: Vec<PredictionBlock>,
+    reg_head: Vec<PredictionBlock>,
+    anchor_cache: Mutex<AnchorCache>,
+}
+
+/// Maps a plain MobileNetV3 key (`features.{i}...`) to torchvision SSDLite's split layout, where
+/// `features.0` holds the trunk up to and including the expansion conv of block `split` and
+/// `features.1` the rest (the remainder of that block keeps its indices under `features.1.0`).
+fn ssdlite_mobilenet_key(name: &str, split: usize) -> String {
+    let Some(rest) = name.strip_prefix("features.") else {
+        return format!("backbone.{name}");
+    };
+    let (idx, tail) = rest.split_once('.').unwrap_or((rest, ""));
+    let Ok(i) = idx.parse::<usize>() else {
+        return format!("backbone.{name}");
+    };
+    if i < split {
+        format!("backbone.features.0.{i}.{tail}")
+    } else if i == split {
+        match tail.strip_prefix("block.0.") {
+            Some(t) => format!("backbone.features.0.{split}.{t}"),
+            None => format!("backbone.features.1.0.{}", tail.strip_prefix("block.").unwrap_or(tail)),
+        }
+    } else {
+        format!("backbone.features.1.{}.{tail}", i - split)
+    }
+}
+
+impl SsdLite {
+    /// The backbone's model spec as the detector config sets it up.
+    pub fn backbone_spec(cfg: &DetectorConfig) -> std::result::Result<ModelSpec, mixdet_backbones::UnknownModel> {
+        let mut spec = ModelSpec::by_name(&cfg.backbone, cfg.backbone_mixconv_kernels.clone())?;
+        if let Architecture::MobileNetV3Large(m) = &mut spec.architecture {
+            m.reduced_tail = cfg.reduced_tail;
+        }
+        Ok(spec)
+    }
+
+    /// Builds the detector from a `VarBuilder` rooted at the state dict's top level.
+    pub fn load(config: DetectorConfig, vb: VarBuilder<'static>) -> Result<Self> {
+        let spec = Self::backbone_spec(&config).map_err(candle_core::Error::wrap)?;
+        let opts = ModelOptions { num_classes: 0, features_only: true };
+        let backbone = match &spec.architecture {
+            Architecture::MobileNetV3Large(_) => {
+                // torchvision splits at c4_pos, the last stride-2 block (features.13 for Large).
+                let split = 13;
+                spec.build(&opts, vb.clone().rename_f(move |n| ssdlite_mobilenet_key(n, split)))?
+            }
+            Architecture::EfficientNet(_) => spec.build(&opts, vb.pp("backbone").pp("body"))?,
+        };
+        let (c4, c5) = backbone.detection_tap_channels();
+        let eps = config.bn_eps;
+        let mut level_channels = vec![c4, c5];
+        let mut extras = Vec::with_capacity(config.extra_channels.len());
+        let evb = vb.pp("backbone").pp("extra");
+        for (i, &out) in config.extra_channels.iter().enumerate() {
+            let prev = level_channels[level_channels.len() - 1];
+            extras.push(ExtraBlock::load(prev, out, eps, evb.pp(i.to_string()))?);
+            level_channels.push(out);
+        }
+        let per_loc = config.anchors_per_location();
+        let cvb = vb.pp("head").pp("classification_head").pp("module_list");
+        let rvb = vb.pp("head").pp("regression_head").pp("module_list");
+        let mut cls_head = Vec::new();
+        let mut reg_head = Vec::new();
+        for (i, (&c, &a)) in level_channels.iter().zip(&per_loc).enumerate() {
+            cls_head.push(PredictionBlock::load(c, a, config.num_classes, eps, cvb.pp(i.to_string()))?);
+            reg_head.push(PredictionBlock::load(c, a, 4, eps, rvb.pp(i.to_string()))?);
+        }
+        Ok(Self { config, backbone, extras, cls_head, reg_head, anchor_cache: Mutex::default() })
+    }
+
+    /// Builds the detector from a state dict, strictly (every key used, every shape right).
+    pub fn from_state_dict(
+        config: DetectorConfig,
+        state_dict: HashMap<String, Tensor>,
+        source_name: &str,
+        device: &Device,
+    ) -> std::result::Result<Self, WeightsError> {
+        let checked = CheckedStateDict::new(state_dict);
+        let model = Self::load(config, checked.var_builder(DType::F32, device))?;
+        let report = checked.report(&[]);
+        if report.is_empty() {
+            Ok(model)
+        } else {
+            Err(WeightsError::Mismatch { source_name: source_name.to_string(), report })
+        }
+    }
+
+    /// Builds the detector from a `.safetensors` / `.pth` file.
+    pub fn from_file(config: DetectorConfig, path: &Path, device: &Device) -> std::result::Result<Self, WeightsError> {
+        let sd = read_state_dict(path)?;
+        Self::from_state_dict(config, sd, &path.display().to_string(), device)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// Runs backbone, extra layers and head on a preprocessed batch `(N, 3, H, W)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<HeadOutput> {
+        let (c4, c5) = self.backbone.forward_detection_taps(x, train)?;
+        let mut feats = vec![c4, c5];
+        for e in &self.extras {
+            let next = e.forward_t(&feats[feats.len() - 1], train)?;
+            feats.push(next);
+        }
+        let mut cls = Vec::with_capacity(feats.len());
+        let mut reg = Vec::with_capacity(feats.len());
+        let mut grid_sizes = Vec::with_capacity(feats.len());
+        for ((f, c), r) in feats.iter().zip(&self.cls_head).zip(&self.reg_head) {
+            let (_, _, h, w) = f.dims4()?;
+            grid_sizes.push([h, w]);
+            cls.push(c.forward_t(f, train)?);
+            reg.push(r.forward_t(f, train)?);
+        }
+        Ok(HeadOutput { cls_logits: Tensor::cat(&cls, 1)?, bbox_regression: Tensor::cat(&reg, 1)?, grid_sizes })
+    }
+
+    /// Anchors (`[x1, y1, x2, y2]` input pixels) for the given feature grids, cached per grid.
+    pub fn anchors(&self, grid_sizes: &[[usize; 2]]) -> Arc<Vec<[f32; 4]>> {
+        let mut cache = self.anchor_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(grid_sizes.to_vec())
+            .or_insert_with(|| Arc::new(anchors::generate(&self.config.anchors, grid_sizes, self.config.input_size)))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_mobilenet_keys_to_torchvision_ssdlite_layout() {
+        let m = |k: &str| ssdlite_mobilenet_key(k, 13);
+        assert_eq!(m("features.0.0.weight"), "backbone.features.0.0.0.weight");
+        assert_eq!(m("features.12.block.3.1.bias"), "backbone.features.0.12.block.3.1.bias");
+        assert_eq!(m("features.13.block.0.0.weight"), "backbone.features.0.13.0.weight");
+        assert_eq!(m("features.13.block.1.0.weight"), "backbone.features.1.0.1.0.weight");
+        assert_eq!(m("features.13.block.2.fc1.bias"), "backbone.features.1.0.2.fc1.bias");
+        assert_eq!(m("features.14.block.0.0.weight"), "backbone.features.1.1.block.0.0.weight");
+        assert_eq!(m("features.16.0.weight"), "backbone.features.1.3.0.weight");
+    }
+}
