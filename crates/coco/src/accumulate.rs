@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::evaluate::{Matches, Outcome};
+use crate::evaluate::{outcome, Matches};
 use crate::params::Params;
 
 /// Dimensions of the accumulated arrays: IoU thresholds `t`, recall thresholds `r`,
@@ -48,13 +48,26 @@ pub(crate) struct Accumulated {
 /// One detection in a category's score-sorted list: score, cell, rank within the cell.
 type Entry = (f64, u32, u32);
 
-/// Precision and scores `[m][t][r]`, recall `[m][t]`, for one (category, area range).
+/// Precision and scores `[a][m][t][r]`, recall `[a][m][t]`, for one category; `None` per area
+/// range left at -1.
 struct Block {
     k: usize,
-    a: usize,
+    per_area: Vec<Option<AreaBlock>>,
+}
+
+struct AreaBlock {
     precision: Vec<f64>,
     scores: Vec<f64>,
     recall: Vec<f64>,
+}
+
+/// True positives met so far in one (area, threshold, max-dets) walk down the score order.
+#[derive(Default, Clone)]
+struct Walk {
+    tp: u32,
+    fp: u32,
+    /// pr = tp / (fp + tp + eps) at each true positive, and that detection's score.
+    at_tp: Vec<(f64, f64)>,
 }
 
 pub(crate) fn accumulate(matches: &Matches, p: &Params, nk: usize) -> Accumulated {
@@ -72,38 +85,28 @@ pub(crate) fn accumulate(matches: &Matches, p: &Params, nk: usize) -> Accumulate
         runs[k] = (start, end);
         start = end;
     }
-    // Per category, every kept detection across images by descending score, stable over
-    // (image, rank) as np.argsort(-scores, kind='mergesort') of the concatenation is. Truncating
-    // to a smaller max-dets later just skips entries: filtering commutes with a stable sort.
-    let sorted: Vec<Vec<Entry>> = runs
+    let blocks: Vec<Block> = runs
         .par_iter()
-        .map(|&(s, e)| {
-            let mut v: Vec<Entry> = Vec::new();
-            for (ci, cell) in cells.iter().enumerate().take(e).skip(s) {
-                let sc = &matches.scores[cell.dt_start..cell.dt_start + cell.dt_len as usize];
-                v.extend(sc.iter().enumerate().map(|(r, &x)| (x, ci as u32, r as u32)));
-            }
-            v.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap_or(Ordering::Equal));
-            v
-        })
+        .enumerate()
+        .filter(|(_, run)| run.0 < run.1) // every evalImg None: stays -1
+        .map(|(k, &run)| accumulate_category(matches, p, &shape, run, k))
         .collect();
-
-    let jobs: Vec<(usize, usize)> = (0..nk).flat_map(|k| (0..shape.a).map(move |a| (k, a))).collect();
-    let blocks: Vec<Block> =
-        jobs.par_iter().filter_map(|&(k, a)| accumulate_block(matches, p, &shape, runs[k], &sorted[k], k, a)).collect();
 
     let mut precision = vec![-1.0; shape.t * shape.r * shape.k * shape.a * shape.m];
     let mut scores = precision.clone();
     let mut recall = vec![-1.0; shape.t * shape.k * shape.a * shape.m];
     for b in blocks {
-        for m in 0..shape.m {
-            for t in 0..shape.t {
-                recall[shape.recall_index(t, b.k, b.a, m)] = b.recall[m * shape.t + t];
-                for r in 0..shape.r {
-                    let i = shape.precision_index(t, r, b.k, b.a, m);
-                    let j = (m * shape.t + t) * shape.r + r;
-                    precision[i] = b.precision[j];
-                    scores[i] = b.scores[j];
+        for (a, block) in b.per_area.iter().enumerate() {
+            let Some(block) = block else { continue };
+            for m in 0..shape.m {
+                for t in 0..shape.t {
+                    recall[shape.recall_index(t, b.k, a, m)] = block.recall[m * shape.t + t];
+                    for r in 0..shape.r {
+                        let i = shape.precision_index(t, r, b.k, a, m);
+                        let j = (m * shape.t + t) * shape.r + r;
+                        precision[i] = block.precision[j];
+                        scores[i] = block.scores[j];
+                    }
                 }
             }
         }
@@ -111,74 +114,138 @@ pub(crate) fn accumulate(matches: &Matches, p: &Params, nk: usize) -> Accumulate
     Accumulated { shape, precision, recall, scores }
 }
 
-fn accumulate_block(
-    matches: &Matches,
-    p: &Params,
-    shape: &Shape,
-    run: (usize, usize),
-    entries: &[Entry],
-    k: usize,
-    a: usize,
-) -> Option<Block> {
-    let cells = &matches.cells;
-    if run.0 == run.1 {
-        return None; // every evalImg is None: stays -1
+/// pycocotools' per-(k, a, m) body, computed from true-positive events only.
+///
+/// pycocotools builds, over the score-sorted detections, rc = tp/npig and pr = tp/(tp+fp+eps),
+/// takes the running maximum of pr from the end, and reads it at the first index where
+/// rc >= each recall threshold. That index is where the running TP count first reaches
+/// c = min{c : c/npig >= thr}: the c-th true positive (or index 0 when c = 0). And the maximum
+/// of pr over a suffix starting at a true positive is attained at a true positive, because pr
+/// only falls between true positives. So reading the suffix maximum of pr over the true
+/// positives gives the same numbers bit for bit, without materialising rc and pr.
+fn accumulate_category(matches: &Matches, p: &Params, shape: &Shape, run: (usize, usize), k: usize) -> Block {
+    let cells = &matches.cells[run.0..run.1];
+    let (na, nt, nm, nr) = (shape.a, shape.t, shape.m, shape.r);
+    let at = na * nt;
+    // Every kept detection across images by descending score, stable over (image, rank) as
+    // np.argsort(-scores, kind='mergesort') of the concatenation is. A smaller max-dets just
+    // skips entries: filtering commutes with a stable sort.
+    let mut entries: Vec<Entry> = Vec::new();
+    for (ci, cell) in cells.iter().enumerate() {
+        let sc = &matches.scores[cell.dt_start..cell.dt_start + cell.dt_len as usize];
+        entries.extend(sc.iter().enumerate().map(|(r, &x)| (x, ci as u32, r as u32)));
     }
-    let npig: u64 = (run.0..run.1).map(|c| matches.npig[c * shape.a + a] as u64).sum();
-    if npig == 0 {
-        return None;
-    }
-    let (nt, nr) = (shape.t, shape.r);
-    let mut block = Block {
-        k,
-        a,
-        precision: vec![0.0; shape.m * nt * nr],
-        scores: vec![0.0; shape.m * nt * nr],
-        recall: vec![0.0; shape.m * nt],
-    };
-    let (mut rc, mut pr, mut sc) = (Vec::new(), Vec::new(), Vec::new());
-    for (m, &max_det) in p.max_dets.iter().enumerate() {
-        for t in 0..nt {
-            rc.clear();
-            pr.clear();
-            sc.clear();
-            let (mut tp, mut fp) = (0u64, 0u64);
-            for &(score, c, rank) in entries {
-                if rank as usize >= max_det {
-                    continue;
-                }
-                let cell = &cells[c as usize];
-                let n = cell.dt_len as usize;
-                match matches.outcomes[cell.dt_start * shape.a * nt + (a * nt + t) * n + rank as usize] {
-                    Outcome::TruePositive => tp += 1,
-                    Outcome::FalsePositive => fp += 1,
-                    Outcome::Ignored => {}
-                }
-                // rc = tp / npig; pr = tp / (fp + tp + np.spacing(1)), in float64 as numpy does.
-                let (tpf, fpf) = (tp as f64, fp as f64);
-                rc.push(tpf / npig as f64);
-                pr.push(tpf / (fpf + tpf + f64::EPSILON));
-                sc.push(score);
+    entries.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap_or(Ordering::Equal));
+
+    let npig: Vec<u64> = (0..na).map(|a| (run.0..run.1).map(|c| matches.npig[c * na + a] as u64).sum()).collect();
+    // walks[(a * nt + t) * nm + m]
+    let mut walks = vec![Walk::default(); at * nm];
+    let mut nd = vec![0usize; nm];
+    // Score of the first detection kept under each max-dets (what pycocotools reads at index 0).
+    let mut first_score = vec![0.0f64; nm];
+    for &(score, c, rank) in &entries {
+        let cell = &cells[c as usize];
+        let base = (cell.dt_start + rank as usize) * at;
+        let codes = &matches.outcomes[base..base + at];
+        for (m, &max_det) in p.max_dets.iter().enumerate() {
+            if rank as usize >= max_det {
+                continue;
             }
-            let nd = rc.len();
-            block.recall[m * nt + t] = if nd > 0 { rc[nd - 1] } else { 0.0 };
-            for i in (1..nd).rev() {
-                if pr[i] > pr[i - 1] {
-                    pr[i - 1] = pr[i];
-                }
+            if nd[m] == 0 {
+                first_score[m] = score;
             }
-            let base = (m * nt + t) * nr;
-            for (ri, &thr) in p.rec_thrs.iter().enumerate() {
-                // np.searchsorted(rc, recThrs, side='left'); the first index past the end ends
-                // the loop (pycocotools' bare `except: pass`), leaving zeros behind it.
-                let pi = rc.partition_point(|&x| x < thr);
-                if pi >= nd {
-                    break;
+            nd[m] += 1;
+            for (i, &code) in codes.iter().enumerate() {
+                let w = &mut walks[i * nm + m];
+                match code {
+                    outcome::TRUE_POSITIVE => {
+                        w.tp += 1;
+                        let (tp, fp) = (w.tp as f64, w.fp as f64);
+                        w.at_tp.push((tp / (fp + tp + f64::EPSILON), score));
+                    }
+                    outcome::FALSE_POSITIVE => w.fp += 1,
+                    _ => {}
                 }
-                block.precision[base + ri] = pr[pi];
-                block.scores[base + ri] = sc[pi];
             }
         }
     }
-    Some(block)
+
+    let mut per_area = Vec::with_capacity(na);
+    for (a, &npig) in npig.iter().enumerate() {
+        if npig == 0 {
+            per_area.push(None);
+            continue;
+        }
+        // c_r: TP count at which rc = c / npig first reaches each threshold (same float division).
+        let needed: Vec<u64> = p.rec_thrs.iter().map(|&thr| tp_needed(thr, npig)).collect();
+        let mut block = AreaBlock {
+            precision: vec![0.0; nm * nt * nr],
+            scores: vec![0.0; nm * nt * nr],
+            recall: vec![0.0; nm * nt],
+        };
+        for m in 0..nm {
+            for t in 0..nt {
+                let w = &mut walks[(a * nt + t) * nm + m];
+                let j = m * nt + t;
+                block.recall[j] = if nd[m] > 0 { w.tp as f64 / npig as f64 } else { 0.0 };
+                // Running maximum from the end over the true positives.
+                for i in (1..w.at_tp.len()).rev() {
+                    if w.at_tp[i].0 > w.at_tp[i - 1].0 {
+                        w.at_tp[i - 1].0 = w.at_tp[i].0;
+                    }
+                }
+                for (ri, &c) in needed.iter().enumerate() {
+                    let (q, s) = if nd[m] == 0 || c > w.tp as u64 {
+                        break; // searchsorted ran past the end: the rest stays 0
+                    } else if c == 0 {
+                        (w.at_tp.first().map_or(0.0, |x| x.0), first_score[m])
+                    } else {
+                        w.at_tp[c as usize - 1]
+                    };
+                    block.precision[j * nr + ri] = q;
+                    block.scores[j * nr + ri] = s;
+                }
+            }
+        }
+        per_area.push(Some(block));
+    }
+    Block { k, per_area }
+}
+
+/// The smallest TP count c with `c / npig >= thr` in float64 (`u64::MAX` if none can reach it).
+fn tp_needed(thr: f64, npig: u64) -> u64 {
+    let n = npig as f64;
+    if thr <= 0.0 {
+        return 0;
+    }
+    if thr > 1.0 {
+        return u64::MAX; // beyond npig true positives, which no walk reaches
+    }
+    let mut c = (thr * n).ceil().max(0.0) as u64;
+    while c > 0 && ((c - 1) as f64) / n >= thr {
+        c -= 1;
+    }
+    while (c as f64) / n < thr {
+        c += 1;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tp_needed;
+
+    #[test]
+    fn tp_needed_is_the_float_threshold_crossing() {
+        for npig in 1..300u64 {
+            for i in 0..=100 {
+                let thr = if i == 100 { 1.0 } else { i as f64 * 0.01 };
+                let c = tp_needed(thr, npig);
+                assert!(c as f64 / npig as f64 >= thr);
+                assert!(c == 0 || ((c - 1) as f64 / npig as f64) < thr);
+            }
+        }
+        assert_eq!(tp_needed(-0.5, 10), 0);
+        assert_eq!(tp_needed(1.5, 10), u64::MAX);
+    }
 }

@@ -11,6 +11,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CocoError, Result};
+use crate::ids::IdMap;
 use crate::json::{self, Locator, Records};
 
 /// A GT image. Only the id matters to the evaluator; the file name is kept for detectors that
@@ -145,7 +146,7 @@ impl GroundTruth {
             field,
             message,
         };
-        let mut seen: HashMap<i64, usize> = HashMap::with_capacity(self.annotations.len());
+        let mut seen: IdMap<usize> = IdMap::with_capacity_and_hasher(self.annotations.len(), Default::default());
         for (i, a) in self.annotations.iter().enumerate() {
             if let Some(first) = seen.insert(a.id, i) {
                 return Err(invalid(i, "id", format!("duplicate annotation id {} (also annotations[{first}])", a.id)));

@@ -2,29 +2,28 @@
 //!
 //! The output is deliberately lean: for every (image, category) cell that has GT or detections
 //! (pycocotools' non-`None` `evalImgs`), the scores of its kept detections in score order, the
-//! number of non-ignored GT per area range, and one [`Outcome`] byte per (area range, IoU
-//! threshold, detection). That is all `accumulate` reads.
+//! number of non-ignored GT per area range, and one [`outcome`] byte per (detection, area range,
+//! IoU threshold). That is all `accumulate` reads.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use rayon::prelude::*;
 
 use crate::dataset::{Annotation, GroundTruth};
+use crate::ids::IdMap;
 use crate::iou::bbox_iou;
 use crate::params::Params;
 use crate::results::Detection;
 
-/// What a detection counts as at one IoU threshold and area range.
-#[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+/// What a detection counts as at one IoU threshold and area range. Plain bytes rather than an
+/// enum so that the large outcome buffer can be allocated zeroed (lazily, by the OS).
+pub(crate) mod outcome {
     /// Matched to an ignored GT, or unmatched and outside the area range.
-    Ignored = 0,
-    /// Matched to a non-ignored GT (with a non-zero id, see [`Annotation::id`]).
-    TruePositive = 1,
+    pub const IGNORED: u8 = 0;
+    /// Matched to a non-ignored GT (with a non-zero id, see [`crate::Annotation::id`]).
+    pub const TRUE_POSITIVE: u8 = 1;
     /// Neither.
-    FalsePositive = 2,
+    pub const FALSE_POSITIVE: u8 = 2;
 }
 
 /// One evaluated (image, category) cell.
@@ -46,8 +45,9 @@ pub(crate) struct Matches {
     pub cells: Vec<Cell>,
     /// Detection scores per cell, highest first (stable), concatenated.
     pub scores: Vec<f64>,
-    /// `outcomes[a][t][d]` per cell, concatenated; a cell's block starts at `A * T * dt_start`.
-    pub outcomes: Vec<Outcome>,
+    /// `outcomes[d][a][t]` per cell, concatenated: detection `d` of a cell starts at
+    /// `A * T * (dt_start + d)`.
+    pub outcomes: Vec<u8>,
     /// Non-ignored GT count per (cell, area range).
     pub npig: Vec<u32>,
 }
@@ -58,10 +58,11 @@ struct Sorted {
 }
 
 impl Sorted {
-    fn new(n: usize, key: impl Fn(usize) -> Option<u64>) -> Self {
-        let mut entries: Vec<(u64, u32)> = (0..n).filter_map(|i| key(i).map(|k| (k, i as u32))).collect();
+    fn new(n: usize, key: impl Fn(usize) -> Option<u64> + Sync) -> Self {
+        let mut entries: Vec<(u64, u32)> =
+            (0..n).into_par_iter().with_min_len(4096).filter_map(|i| key(i).map(|k| (k, i as u32))).collect();
         // The index is part of the tuple, so an unstable sort yields the stable order.
-        entries.sort_unstable();
+        entries.par_sort_unstable();
         Self { entries }
     }
 }
@@ -105,14 +106,7 @@ impl Layout<'_> {
         }
     }
 
-    fn evaluate_cell(
-        &self,
-        cell: &Cell,
-        s: &mut Scratch,
-        outcomes: &mut [Outcome],
-        scores: &mut [f64],
-        npig: &mut [u32],
-    ) {
+    fn evaluate_cell(&self, cell: &Cell, s: &mut Scratch, outcomes: &mut [u8], scores: &mut [f64], npig: &mut [u32]) {
         let p = self.p;
         let (gt, dets) = (self.gt, self.dets);
         let mut gts = std::mem::take(&mut s.gts);
@@ -136,7 +130,7 @@ impl Layout<'_> {
             }));
         }
         let has_ious = nd > 0 && ng > 0;
-        let nt = p.iou_thrs.len();
+        let (na, nt) = (p.area_rngs.len(), p.iou_thrs.len());
         for (a, rng) in p.area_rngs.iter().enumerate() {
             // pycocotools: ignore = iscrowd (the dataset's `ignore` is overwritten) or area
             // outside the range; GT stably reordered, non-ignored first.
@@ -149,14 +143,22 @@ impl Layout<'_> {
             s.order.extend((0..ng as u32).filter(|&g| !s.ignore[g as usize]));
             npig[a] = s.order.len() as u32;
             s.order.extend((0..ng as u32).filter(|&g| s.ignore[g as usize]));
+            if !has_ious {
+                // Nothing to match: every detection is a false positive unless outside the range.
+                for (di, &d) in dts.iter().enumerate() {
+                    let code =
+                        if rng.excludes(dets[d as usize].area()) { outcome::IGNORED } else { outcome::FALSE_POSITIVE };
+                    outcomes[(di * na + a) * nt..(di * na + a + 1) * nt].fill(code);
+                }
+                continue;
+            }
             for (t, &thr) in p.iou_thrs.iter().enumerate() {
-                let out = &mut outcomes[(a * nt + t) * nd..(a * nt + t + 1) * nd];
                 s.taken.clear();
                 s.taken.resize(ng, false);
                 for (di, &d) in dts.iter().enumerate() {
                     let mut best = thr.min(1.0 - 1e-10);
                     let mut m: Option<usize> = None;
-                    if has_ious {
+                    {
                         let row = &s.ious[di * ng..(di + 1) * ng];
                         for (pos, &g) in s.order.iter().enumerate() {
                             let g = g as usize;
@@ -186,12 +188,12 @@ impl Layout<'_> {
                         None => (false, false),
                     };
                     let out_of_range = !matched && rng.excludes(dets[d as usize].area());
-                    out[di] = if ignored || out_of_range {
-                        Outcome::Ignored
+                    outcomes[(di * na + a) * nt + t] = if ignored || out_of_range {
+                        outcome::IGNORED
                     } else if matched {
-                        Outcome::TruePositive
+                        outcome::TRUE_POSITIVE
                     } else {
-                        Outcome::FalsePositive
+                        outcome::FALSE_POSITIVE
                     };
                 }
             }
@@ -203,11 +205,11 @@ impl Layout<'_> {
 
 /// Matches `dets` to `gt` under normalised parameters `p`.
 pub(crate) fn match_all(gt: &GroundTruth, dets: &[Detection], p: &Params) -> Matches {
-    let img_pos: HashMap<i64, u64> = p.img_ids.iter().enumerate().map(|(i, &id)| (id, i as u64)).collect();
+    let img_pos: IdMap<u64> = p.img_ids.iter().enumerate().map(|(i, &id)| (id, i as u64)).collect();
     let mut distinct = p.cat_ids.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let cat_pos: HashMap<i64, u64> = distinct.iter().enumerate().map(|(i, &id)| (id, i as u64)).collect();
+    let cat_pos: IdMap<u64> = distinct.iter().enumerate().map(|(i, &id)| (id, i as u64)).collect();
     let (ni, nb) = (p.img_ids.len() as u64, distinct.len() as u64);
     // Per-category cells are keyed (category, image), pooled ones (image, category), so that a
     // cell is one contiguous run of keys either way.
@@ -216,14 +218,18 @@ pub(crate) fn match_all(gt: &GroundTruth, dets: &[Detection], p: &Params) -> Mat
         Some(if p.use_cats { b * ni + i } else { i * nb + b })
     };
     let anns = &gt.annotations;
+    let (gts, dts) = rayon::join(
+        || Sorted::new(anns.len(), |i| key(anns[i].image_id, anns[i].category_id)),
+        || Sorted::new(dets.len(), |i| key(dets[i].image_id, dets[i].category_id)),
+    );
     let layout = Layout {
         gt: anns,
         dets,
         p,
         nb,
         list_buckets: p.cat_ids.iter().filter_map(|c| cat_pos.get(c).copied()).collect(),
-        gts: Sorted::new(anns.len(), |i| key(anns[i].image_id, anns[i].category_id)),
-        dts: Sorted::new(dets.len(), |i| key(dets[i].image_id, dets[i].category_id)),
+        gts,
+        dts,
     };
     // In pooled mode a category listed twice contributes its detections twice.
     let mut multiplicity = vec![0usize; nb as usize];
@@ -267,7 +273,7 @@ pub(crate) fn match_all(gt: &GroundTruth, dets: &[Detection], p: &Params) -> Mat
 
     let (na, nt) = (p.area_rngs.len(), p.iou_thrs.len());
     let mut scores = vec![0.0; dt_start];
-    let mut outcomes = vec![Outcome::Ignored; dt_start * na * nt];
+    let mut outcomes = vec![outcome::IGNORED; dt_start * na * nt];
     let mut npig = vec![0u32; cells.len() * na];
     // Hand every cell its own disjoint output slices so that cells run in parallel.
     let mut jobs = Vec::with_capacity(cells.len());

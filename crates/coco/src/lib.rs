@@ -19,11 +19,13 @@ pub mod dataset;
 pub mod error;
 mod evaluate;
 pub mod evaluation;
+mod ids;
 pub mod iou;
 mod json;
 pub mod params;
 pub mod plot;
 pub mod results;
+mod results_scan;
 pub mod summary;
 
 pub use accumulate::Shape;

@@ -1,13 +1,13 @@
 //! Detection results: the COCO results format (`[{"image_id", "category_id", "bbox", "score"}]`)
 //! and the checks pycocotools' `loadRes` makes.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::GroundTruth;
 use crate::error::{CocoError, Result};
+use crate::ids::IdSet;
 use crate::json::{self, Locator, Records};
 
 /// One detection. Its id is its position in the list plus one and its area is `w * h`, as
@@ -47,8 +47,13 @@ pub struct ResultsReport {
 /// Parses a results JSON array; `origin` names the source in error messages. An empty array is
 /// an error, as in pycocotools.
 pub fn parse_results(bytes: &[u8], origin: &str) -> Result<Vec<Detection>> {
-    let loc = Locator::default();
-    let dets: Vec<Detection> = json::parse_slice(bytes, Records::new(&loc, "results"), &loc, origin)?;
+    let dets = match crate::results_scan::scan_results(bytes) {
+        Some(dets) => dets,
+        None => {
+            let loc = Locator::default();
+            json::parse_slice(bytes, Records::new(&loc, "results"), &loc, origin)?
+        }
+    };
     if dets.is_empty() {
         return Err(CocoError::EmptyResults { origin: origin.to_string() });
     }
@@ -66,8 +71,8 @@ pub fn load_results(path: impl AsRef<Path>) -> Result<Vec<Detection>> {
 /// asserts "Results do not correspond to current coco set"), and scores and boxes must be finite
 /// (Python's json reads `NaN`; a NaN score makes the score order undefined).
 pub fn check_detections(gt: &GroundTruth, dets: &[Detection], origin: &str) -> Result<ResultsReport> {
-    let images: HashSet<i64> = gt.images.iter().map(|im| im.id).collect();
-    let categories: HashSet<i64> = gt.categories.iter().map(|c| c.id).collect();
+    let images: IdSet = gt.images.iter().map(|im| im.id).collect();
+    let categories: IdSet = gt.categories.iter().map(|c| c.id).collect();
     let invalid = |i: usize, field: &'static str, message: String| CocoError::InvalidRecord {
         origin: origin.to_string(),
         record: format!("results[{i}]"),
