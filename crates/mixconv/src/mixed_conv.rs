@@ -7,7 +7,9 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use crate::depthwise_cpu::{GroupGeometry, MixedDepthwiseOp};
+use crate::fused_act::FusedAct;
+use crate::geometry::MixedGeometry;
+use crate::op::MixedDepthwiseOp;
 use crate::padding::{conv_out_len, PaddingMode};
 use crate::pointwise::conv1x1;
 use crate::split::{split_channels, SplitRule};
@@ -36,7 +38,9 @@ pub struct MixedConv2dConfig {
 /// Which implementation [`MixedConv2d::forward`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MixConvImpl {
-    /// The direct kernel on CPU f32 inputs (forward only), candle ops elsewhere.
+    /// The fused mixed depthwise op (forward and backward, all groups in one pass) for depthwise
+    /// layers on CPU (and CUDA with the `cuda` feature) in f32, f16 or bf16 (the last two are
+    /// converted to f32 around the kernel); the reference path for everything else.
     Auto,
     /// Built from candle ops only (per-group `conv2d`, differentiable): the reference.
     Reference,
@@ -58,6 +62,9 @@ pub enum MixConvError {
         /// Shape expected.
         expected: Vec<usize>,
     },
+    /// An input tensor does not fit the layer (channels, spatial size, rank).
+    #[error("MixConv input: {0}")]
+    Input(String),
 }
 
 impl MixedConv2dConfig {
@@ -139,6 +146,9 @@ pub struct MixedConv2d {
     weights: Vec<Tensor>,
     bias: Option<Tensor>,
     implementation: MixConvImpl,
+    /// The weights packed for the fused op (f32, group after group), when they are constants:
+    /// trainable weights are packed per call so that gradients reach them and updates are seen.
+    packed: Option<Tensor>,
 }
 
 impl MixedConv2d {
@@ -168,7 +178,12 @@ impl MixedConv2d {
                 candle_core::bail!("MixConv bias shape {:?}, expected [{}]", b.dims(), config.out_channels);
             }
         }
-        Ok(Self { config, weights, bias, implementation: MixConvImpl::Auto })
+        let packed = if config.depthwise && !weights.iter().any(Tensor::track_op) {
+            Some(pack_weights(&weights)?)
+        } else {
+            None
+        };
+        Ok(Self { config, weights, bias, implementation: MixConvImpl::Auto, packed })
     }
 
     /// Builds the layer with weights drawn from N(0, std) (for tests and benchmarks).
@@ -220,16 +235,92 @@ impl MixedConv2d {
         size.ok_or_else(|| candle_core::Error::Msg("MixConv: no kernel sizes".into()))
     }
 
-    /// Applies the convolution to `x` `(N, C, H, W)`.
+    /// Applies the convolution to `x` `(N, C, H, W)`, then the layer's bias if it has one.
+    ///
+    /// Differentiable on every path: on the fused op, gradients for the input and the weights
+    /// come from its own backward kernels.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let fast = self.implementation == MixConvImpl::Auto
-            && self.config.depthwise
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32;
-        let y = if fast { self.forward_direct(x)? } else { self.forward_groups(x)? };
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(y),
+        self.forward_fused(x, None, FusedAct::None)
+    }
+
+    /// `act(conv(x) + bias)` with the bias (one value per output channel, added to the layer's
+    /// own bias if it has one) and the activation applied inside the convolution kernel, while
+    /// each output plane is in cache. This is the inference path for a convolution with its
+    /// BatchNorm folded in: scale the weights by `gamma / sqrt(var + eps)` and pass
+    /// `beta - mean * gamma / sqrt(var + eps)` as `bias`.
+    ///
+    /// When the input, the weights or the bias track gradients, or the fused op does not apply
+    /// (see [`MixConvImpl::Auto`]), the same function is computed with differentiable candle
+    /// ops around the convolution, so the result is the same either way.
+    pub fn forward_fused(&self, x: &Tensor, bias: Option<&Tensor>, act: FusedAct) -> Result<Tensor> {
+        let bias = self.combined_bias(bias)?;
+        if !self.uses_fused_op(x) {
+            let y = self.forward_groups(x)?;
+            let y = match &bias {
+                Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?.reshape((1, (), 1, 1))?)?,
+                None => y,
+            };
+            return act.apply_tensor(&y);
+        }
+        let dims = x.dims();
+        let &[_, _, h, w] = dims else {
+            return Err(candle_core::Error::wrap(MixConvError::Input(format!("expected (N, C, H, W), got {dims:?}"))));
+        };
+        let geom = MixedGeometry::resolve(&self.config, h, w).map_err(candle_core::Error::wrap)?;
+        geom.check_input("input", dims).map_err(candle_core::Error::wrap)?;
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?.contiguous()?;
+        let packed = match &self.packed {
+            Some(p) => p.clone(),
+            None => pack_weights(&self.weights)?,
+        };
+        let bias = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
+        let training = xf.track_op() || packed.track_op() || bias.as_ref().is_some_and(Tensor::track_op);
+        let y = if training {
+            let y = xf.apply_op2(&packed, MixedDepthwiseOp::new(geom, FusedAct::None))?;
+            let y = match bias {
+                Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                None => y,
+            };
+            act.apply_tensor(&y)?
+        } else {
+            let op = MixedDepthwiseOp::new(geom, act);
+            match bias {
+                Some(b) => xf.apply_op3_no_bwd(&packed, &b.contiguous()?, &op)?,
+                None => xf.apply_op2_no_bwd(&packed, &op)?,
+            }
+        };
+        y.to_dtype(dtype)
+    }
+
+    /// Whether [`MixedConv2d::forward`] runs the fused op for `x`.
+    pub fn uses_fused_op(&self, x: &Tensor) -> bool {
+        let dtype_ok = matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16);
+        let device_ok = match x.device() {
+            Device::Cpu => true,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(_) => self.config.kernel_sizes.len() <= crate::cuda::MAX_GROUPS,
+            _ => false,
+        };
+        self.implementation == MixConvImpl::Auto && self.config.depthwise && dtype_ok && device_ok
+    }
+
+    /// The layer's bias plus `extra`, checked against the output channels.
+    fn combined_bias(&self, extra: Option<&Tensor>) -> Result<Option<Tensor>> {
+        if let Some(b) = extra {
+            if b.dims() != [self.config.out_channels] {
+                return Err(candle_core::Error::wrap(MixConvError::Input(format!(
+                    "fused bias shape {:?}, expected [{}]",
+                    b.dims(),
+                    self.config.out_channels
+                ))));
+            }
+        }
+        match (&self.bias, extra) {
+            (Some(a), Some(b)) => Ok(Some(a.add(&b.to_dtype(a.dtype())?)?)),
+            (Some(a), None) => Ok(Some(a.clone())),
+            (None, Some(b)) => Ok(Some(b.clone())),
+            (None, None) => Ok(None),
         }
     }
 
@@ -273,36 +364,14 @@ impl MixedConv2d {
             Tensor::cat(&outs, 1)
         }
     }
+}
 
-    fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
-        let c = &self.config;
-        let (_, ch, h, w) = x.dims4()?;
-        if ch != c.in_channels {
-            candle_core::bail!("MixConv: input has {ch} channels, layer expects {}", c.in_channels);
-        }
-        let (out_h, out_w) = self.output_size(h, w)?;
-        let mut groups = Vec::with_capacity(self.weights.len());
-        let (mut channel_start, mut weight_offset) = (0, 0);
-        for (&k, cg) in c.kernel_sizes.iter().zip(c.in_splits()) {
-            groups.push(GroupGeometry {
-                channel_start,
-                channels: cg,
-                kernel: k,
-                pad_top: c.padding.resolve(h, k, c.stride, c.dilation).before,
-                pad_left: c.padding.resolve(w, k, c.stride, c.dilation).before,
-                weight_offset,
-            });
-            channel_start += cg;
-            weight_offset += cg * k * k;
-        }
-        let packed = if self.weights.len() == 1 {
-            self.weights[0].flatten_all()?
-        } else {
-            let flat = self.weights.iter().map(|w| w.flatten_all()).collect::<Result<Vec<_>>>()?;
-            Tensor::cat(&flat, 0)?
-        };
-        let op = MixedDepthwiseOp { groups, stride: c.stride, dilation: c.dilation, out_h, out_w };
-        x.contiguous()?.apply_op2_no_bwd(&packed.contiguous()?, &op)
+/// Flattens the per-group weights into the fused op's packed f32 vector, group after group.
+fn pack_weights(weights: &[Tensor]) -> Result<Tensor> {
+    let flat = weights.iter().map(|w| w.flatten_all()?.to_dtype(DType::F32)).collect::<Result<Vec<_>>>()?;
+    match flat.as_slice() {
+        [one] => one.contiguous(),
+        _ => Tensor::cat(&flat, 0),
     }
 }
 
