@@ -36,13 +36,8 @@ pub fn evaluate(gt: &GroundTruth, detections: &[Detection], params: &Params) -> 
     } else {
         1
     };
-    let t0 = std::time::Instant::now();
     let matches = match_all(gt, detections, &p);
-    let t1 = std::time::Instant::now();
     let acc = accumulate(&matches, &p, nk);
-    if std::env::var_os("MIXDET_COCO_TIMING").is_some() {
-        eprintln!("match {:?} accumulate {:?} cells {}", t1 - t0, t1.elapsed(), matches.cells.len());
-    }
     let category_ids = if p.use_cats { p.cat_ids.clone() } else { vec![-1] };
     Ok(Evaluation {
         params: p,
