@@ -2,6 +2,9 @@
 
 mod commands;
 mod device;
+mod inputs;
+mod overlay;
+mod pipeline;
 mod preprocess;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Detect objects in images, folders and globs; write overlays and COCO results.
+    Detect(commands::detect::DetectArgs),
     /// Classify images with an ImageNet backbone (timm preprocessing), printing the top-k classes.
     Classify(commands::classify::ClassifyArgs),
     /// Run a model on a stored NCHW tensor and store its logits and feature maps (for parity checks).
@@ -29,6 +34,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Detect(args) => commands::detect::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Models(args) => commands::models::run(args),

@@ -9,7 +9,7 @@ use mixdet_backbones::{Backbone, ModelOptions, ModelSpec};
 /// Which backbone to build and where its weights come from.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BackboneArgs {
-    /// Model name (see `mixdet models`).
+    /// Model name (see `mixdet models`; `forward` also takes a detector name or config).
     #[arg(long, default_value = "mixnet_s")]
     pub model: String,
     /// Weights: a timm / torchvision state dict as .safetensors or .pth/.pt.

@@ -2,6 +2,8 @@
 
 pub mod backbone_args;
 pub mod classify;
+pub mod detect;
+pub mod detector_args;
 pub mod eval;
 pub mod forward;
 pub mod models;

@@ -21,15 +21,19 @@ pub use ssdlite::{HeadOutput, SsdLite};
 use candle_core::{Device, Result, Tensor};
 
 impl SsdLite {
+    /// Normalises and resizes one image to the network input (`3 x H x W` values).
+    pub fn preprocess_image(&self, mut img: PlanarImage) -> Vec<f32> {
+        let cfg = self.config();
+        preprocess::normalize(&mut img, cfg.image_mean, cfg.image_std);
+        preprocess::resize_bilinear(&img, cfg.input_size[0], cfg.input_size[1]).data
+    }
+
     /// Normalises and resizes images to the network input, stacked into a `(N, 3, H, W)` batch.
     pub fn preprocess_batch(&self, images: &[PlanarImage], device: &Device) -> Result<Tensor> {
-        let cfg = self.config();
-        let [h, w] = cfg.input_size;
+        let [h, w] = self.config().input_size;
         let mut data = Vec::with_capacity(images.len() * 3 * h * w);
         for img in images {
-            let mut img = img.clone();
-            preprocess::normalize(&mut img, cfg.image_mean, cfg.image_std);
-            data.extend_from_slice(&preprocess::resize_bilinear(&img, h, w).data);
+            data.extend_from_slice(&self.preprocess_image(img.clone()));
         }
         Tensor::from_vec(data, (images.len(), 3, h, w), device)
     }

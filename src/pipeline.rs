@@ -1,0 +1,157 @@
+//! The detection pipeline over many files: decoding and preprocessing run in parallel on a
+//! producer thread one batch ahead, while the model runs batched inference and post-processing.
+
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use mixdet_detect::{Detections, PlanarImage, PostprocessConfig, SsdLite};
+use rayon::prelude::*;
+
+use crate::preprocess::load_rgb;
+
+/// What happened to one input file.
+pub struct ImageOutcome {
+    /// Position in the input list.
+    pub index: usize,
+    /// The file.
+    pub path: PathBuf,
+    /// Detections in original-image pixels, or why the file was skipped.
+    pub result: Result<Detected>,
+    /// Milliseconds spent on this image (its preprocessing plus its share of the batch).
+    pub total_ms: f64,
+}
+
+/// A processed image.
+pub struct Detected {
+    /// Detections in original-image pixels, best first.
+    pub detections: Detections,
+    /// The decoded image, kept when the caller asked for it (overlays).
+    pub image: Option<RgbImage>,
+}
+
+/// Accumulated per-stage time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// Decoding, normalisation and resizing (summed over images, as measured in the workers).
+    pub preprocess_ms: f64,
+    /// Model forward passes.
+    pub inference_ms: f64,
+    /// Softmax, decoding, NMS, rescaling.
+    pub postprocess_ms: f64,
+    /// Images that went through the model.
+    pub images: usize,
+}
+
+/// A decoded, preprocessed image: network input values, original `(width, height)`, and the
+/// image itself when overlays are wanted.
+struct Input {
+    values: Vec<f32>,
+    size: (u32, u32),
+    image: Option<RgbImage>,
+}
+
+struct Prepared {
+    index: usize,
+    path: PathBuf,
+    input: Result<Input>,
+    ms: f64,
+}
+
+/// Runs `model` over `files` in batches of `batch`, calling `sink` once per file in input order.
+pub fn run(
+    model: &SsdLite,
+    device: &Device,
+    files: &[PathBuf],
+    batch: usize,
+    post: &PostprocessConfig,
+    keep_images: bool,
+    mut sink: impl FnMut(ImageOutcome),
+) -> Result<Timings> {
+    let batch = batch.max(1);
+    let [h, w] = model.config().input_size;
+    let mut timings = Timings::default();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = sync_channel::<Vec<Prepared>>(1);
+        scope.spawn(move || {
+            for (b, chunk) in files.chunks(batch).enumerate() {
+                let prepared: Vec<Prepared> = chunk
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, path)| {
+                        let start = Instant::now();
+                        let input = load_rgb(path).map(|img| {
+                            let (iw, ih) = img.dimensions();
+                            let planar = PlanarImage::from_rgb8(img.as_raw(), iw as usize, ih as usize);
+                            Input {
+                                values: model.preprocess_image(planar),
+                                size: (iw, ih),
+                                image: keep_images.then_some(img),
+                            }
+                        });
+                        Prepared { index: b * batch + i, path: path.clone(), input, ms: elapsed_ms(start) }
+                    })
+                    .collect();
+                if tx.send(prepared).is_err() {
+                    return;
+                }
+            }
+        });
+        for prepared in rx {
+            let (ok, failed): (Vec<Prepared>, Vec<Prepared>) = prepared.into_iter().partition(|p| p.input.is_ok());
+            for p in failed {
+                timings.preprocess_ms += p.ms;
+                sink(ImageOutcome {
+                    index: p.index,
+                    path: p.path,
+                    result: Err(p.input.err().unwrap_or_else(|| anyhow::anyhow!("failed"))),
+                    total_ms: p.ms,
+                });
+            }
+            if ok.is_empty() {
+                continue;
+            }
+            let n = ok.len();
+            let mut data = Vec::with_capacity(n * 3 * h * w);
+            let mut items = Vec::with_capacity(n);
+            for p in ok {
+                timings.preprocess_ms += p.ms;
+                if let Ok(input) = p.input {
+                    data.extend_from_slice(&input.values);
+                    items.push((p.index, p.path, input.size, input.image, p.ms));
+                }
+            }
+            let start = Instant::now();
+            let x = Tensor::from_vec(data, (n, 3, h, w), device)?;
+            let out = model.forward_t(&x, false)?;
+            // Make the device finish before timing post-processing.
+            let cls = out.cls_logits.to_device(&Device::Cpu)?;
+            let inference = elapsed_ms(start);
+            let start = Instant::now();
+            let out = mixdet_detect::HeadOutput { cls_logits: cls, ..out };
+            let dets = model.postprocess(&out, post)?;
+            let mut rescaled = Vec::with_capacity(n);
+            for (mut d, item) in dets.into_iter().zip(items) {
+                d.rescale(model.config().input_size, [item.2 .1 as usize, item.2 .0 as usize]);
+                rescaled.push((d, item));
+            }
+            let postprocess = elapsed_ms(start);
+            timings.inference_ms += inference;
+            timings.postprocess_ms += postprocess;
+            timings.images += n;
+            for (detections, (index, path, _, image, pre_ms)) in rescaled {
+                let total_ms = pre_ms + (inference + postprocess) / n as f64;
+                sink(ImageOutcome { index, path, result: Ok(Detected { detections, image }), total_ms });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(timings)
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
