@@ -94,11 +94,14 @@ fn forward_refuses_bad_inputs_with_one_line_errors() {
     assert!(err.contains("no tensor named `input`") && err.lines().count() == 1, "{err}");
 
     // Weights of another model: a strict mismatch, reported before anything runs.
+    let good_input = dir.path().join("good.safetensors");
+    let t = Tensor::zeros((1, 3, 32, 32), candle_core::DType::F32, &Device::Cpu).expect("t");
+    candle_core::safetensors::save(&HashMap::from([("input".to_string(), t)]), &good_input).expect("write");
     let out = mixdet()
         .args(["forward", "--model", "mixnet_m", "--weights"])
         .arg(&weights)
         .arg("--input")
-        .arg(&bad_input)
+        .arg(&good_input)
         .arg("--output")
         .arg(dir.path().join("o.safetensors"))
         .output()
