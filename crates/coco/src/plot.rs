@@ -4,13 +4,11 @@
 
 use std::path::Path;
 
-use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use image::{Rgb, RgbImage};
 
 use crate::error::{CocoError, Result};
 use crate::evaluation::{Evaluation, IouSelection};
 
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 600;
 const LEFT: f32 = 80.0;
@@ -66,9 +64,7 @@ pub fn write_pr_plot(eval: &Evaluation, path: impl AsRef<Path>) -> Result<()> {
 
 /// Renders curves on recall / precision axes spanning [0, 1].
 pub fn render(title: &str, series: &[PrSeries]) -> Result<RgbImage> {
-    let font = FontRef::try_from_slice(FONT)
-        .map_err(|e| CocoError::Plot { path: "<embedded font>".into(), message: e.to_string() })?;
-    let mut c = Canvas { img: RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255])), font };
+    let mut c = Canvas { img: RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255])) };
     let (x0, x1, y0, y1) = (LEFT, WIDTH as f32 - RIGHT, HEIGHT as f32 - BOTTOM, TOP);
     let px = |r: f64| x0 + (x1 - x0) * r as f32;
     let py = |p: f64| y0 + (y1 - y0) * p as f32;
@@ -128,91 +124,34 @@ pub fn render(title: &str, series: &[PrSeries]) -> Result<RgbImage> {
     Ok(c.img)
 }
 
-struct Canvas<'f> {
+struct Canvas {
     img: RgbImage,
-    font: FontRef<'f>,
 }
 
-impl Canvas<'_> {
-    fn blend(&mut self, x: i64, y: i64, color: Rgb<u8>, alpha: f32) {
-        if x < 0 || y < 0 || x >= self.img.width() as i64 || y >= self.img.height() as i64 || alpha <= 0.0 {
-            return;
-        }
-        let a = alpha.min(1.0);
-        let px = self.img.get_pixel_mut(x as u32, y as u32);
-        for ch in 0..3 {
-            px.0[ch] = (px.0[ch] as f32 * (1.0 - a) + color.0[ch] as f32 * a).round() as u8;
-        }
-    }
-
+impl Canvas {
     fn fill_rect(&mut self, x: f32, y: f32, w: f32, h: f32, color: Rgb<u8>) {
-        for yy in y as i64..(y + h) as i64 {
-            for xx in x as i64..(x + w) as i64 {
-                self.blend(xx, yy, color, 1.0);
-            }
-        }
+        mixdet_viz::fill_rect(&mut self.img, x as i64, y as i64, (x + w) as i64, (y + h) as i64, color);
     }
 
-    /// An anti-aliased segment of the given width (distance-to-segment coverage).
     fn line(&mut self, xa: f32, ya: f32, xb: f32, yb: f32, width: f32, color: Rgb<u8>) {
-        let half = width / 2.0;
-        let (minx, maxx) = (xa.min(xb) - half - 1.0, xa.max(xb) + half + 1.0);
-        let (miny, maxy) = (ya.min(yb) - half - 1.0, ya.max(yb) + half + 1.0);
-        let (dx, dy) = (xb - xa, yb - ya);
-        let len2 = dx * dx + dy * dy;
-        for y in miny.floor() as i64..=maxy.ceil() as i64 {
-            for x in minx.floor() as i64..=maxx.ceil() as i64 {
-                let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
-                let t = if len2 > 0.0 { (((cx - xa) * dx + (cy - ya) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
-                let (qx, qy) = (xa + t * dx - cx, ya + t * dy - cy);
-                let d = (qx * qx + qy * qy).sqrt();
-                self.blend(x, y, color, half + 0.5 - d);
-            }
-        }
+        mixdet_viz::draw_line(&mut self.img, (xa, ya), (xb, yb), width, color);
     }
 
     fn text_width(&self, s: &str, size: f32) -> f32 {
-        let f = self.font.as_scaled(PxScale::from(size));
-        s.chars().map(|ch| f.h_advance(f.glyph_id(ch))).sum()
-    }
-
-    /// Rasterises `s` with its top-left corner at (x, y), calling `put` per covered pixel.
-    fn raster(&self, s: &str, size: f32, mut put: impl FnMut(i64, i64, f32)) {
-        let f = self.font.as_scaled(PxScale::from(size));
-        let mut pen = 0.0;
-        for ch in s.chars() {
-            let glyph = f.scaled_glyph(ch);
-            let advance = f.h_advance(glyph.id);
-            let glyph = glyph_at(glyph, pen, f.ascent());
-            if let Some(outline) = self.font.outline_glyph(glyph) {
-                let b = outline.px_bounds();
-                outline.draw(|gx, gy, cov| put(b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64, cov));
-            }
-            pen += advance;
-        }
+        mixdet_viz::text_size(s, size).0 as f32
     }
 
     fn text(&mut self, s: &str, x: f32, y: f32, size: f32, color: Rgb<u8>) {
-        let mut pixels = Vec::new();
-        self.raster(s, size, |px, py, cov| pixels.push((px, py, cov)));
-        for (px, py, cov) in pixels {
-            self.blend(x as i64 + px, y as i64 + py, color, cov);
-        }
+        mixdet_viz::draw_text(&mut self.img, s, x, y, size, color);
     }
 
     /// Text rotated 90° counter-clockwise, its baseline start at (x, y) reading upwards.
     fn vertical_text(&mut self, s: &str, x: f32, y: f32, size: f32, color: Rgb<u8>) {
-        let mut pixels = Vec::new();
-        self.raster(s, size, |px, py, cov| pixels.push((px, py, cov)));
-        for (px, py, cov) in pixels {
-            self.blend(x as i64 + py, y as i64 - px, color, cov);
-        }
+        let img = &mut self.img;
+        mixdet_viz::raster_text(s, size, |px, py, cov| {
+            mixdet_viz::blend(img, x as i64 + py, y as i64 - px, color, cov)
+        });
     }
-}
-
-fn glyph_at(mut glyph: ab_glyph::Glyph, x: f32, ascent: f32) -> ab_glyph::Glyph {
-    glyph.position = ab_glyph::point(x, ascent);
-    glyph
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ pub mod text;
 use image::{Rgb, RgbImage};
 
 pub use palette::{class_color, contrasting_text};
-pub use text::{draw_text, text_size};
+pub use text::{draw_text, raster_text, text_size};
 
 /// Fills `[x0, x1) x [y0, y1)` (clipped to the image).
 pub fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, color: Rgb<u8>) {
@@ -26,6 +26,27 @@ pub fn hollow_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, thick
     fill_rect(img, x0, y1 + 1 - t, x1 + 1, y1 + 1, color);
     fill_rect(img, x0, y0, x0 + t, y1 + 1, color);
     fill_rect(img, x1 + 1 - t, y0, x1 + 1, y1 + 1, color);
+}
+
+/// An anti-aliased segment of the given width (coverage from the distance to the segment).
+pub fn draw_line(img: &mut RgbImage, a: (f32, f32), b: (f32, f32), width: f32, color: Rgb<u8>) {
+    let half = width / 2.0;
+    let (minx, maxx) = (a.0.min(b.0) - half - 1.0, a.0.max(b.0) + half + 1.0);
+    let (miny, maxy) = (a.1.min(b.1) - half - 1.0, a.1.max(b.1) + half + 1.0);
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    for y in miny.floor() as i64..=maxy.ceil() as i64 {
+        for x in minx.floor() as i64..=maxx.ceil() as i64 {
+            let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let t = if len2 > 0.0 { (((cx - a.0) * dx + (cy - a.1) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            let (qx, qy) = (a.0 + t * dx - cx, a.1 + t * dy - cy);
+            let d = (qx * qx + qy * qy).sqrt();
+            let alpha = half + 0.5 - d;
+            if alpha > 0.0 {
+                blend(img, x, y, color, alpha);
+            }
+        }
+    }
 }
 
 /// Blends `color` over the pixel at (x, y) with `alpha` in [0, 1] (ignored outside the image).

@@ -29,27 +29,34 @@ pub fn text_size(s: &str, size: f32) -> (u32, u32) {
     (width.ceil() as u32, (f.ascent() - f.descent()).ceil() as u32)
 }
 
-/// Draws `s` with its top-left corner at (x, y), anti-aliased, in `color`.
-pub fn draw_text(img: &mut RgbImage, s: &str, x: f32, y: f32, size: f32, color: Rgb<u8>) {
+/// Rasterises `s` with its top-left corner at the origin, calling `put(x, y, coverage)` for every
+/// covered pixel (so that callers can place, rotate or blend the text as they need).
+pub fn raster_text(s: &str, size: f32, mut put: impl FnMut(i64, i64, f32)) {
     let f = font().as_scaled(PxScale::from(size));
     let ascent = f.ascent();
-    let mut caret = x;
+    let mut caret = 0.0;
     let mut prev = None;
     for c in s.chars() {
         let id = f.glyph_id(c);
         if let Some(p) = prev {
             caret += f.kern(p, id);
         }
-        let glyph = id.with_scale_and_position(PxScale::from(size), ab_glyph::point(caret, y + ascent));
+        let glyph = id.with_scale_and_position(PxScale::from(size), ab_glyph::point(caret, ascent));
         caret += f.h_advance(id);
         prev = Some(id);
         if let Some(outline) = font().outline_glyph(glyph) {
             let bounds = outline.px_bounds();
             outline.draw(|gx, gy, coverage| {
-                crate::blend(img, bounds.min.x as i64 + gx as i64, bounds.min.y as i64 + gy as i64, color, coverage);
+                put(bounds.min.x as i64 + gx as i64, bounds.min.y as i64 + gy as i64, coverage)
             });
         }
     }
+}
+
+/// Draws `s` with its top-left corner at (x, y), anti-aliased, in `color`.
+pub fn draw_text(img: &mut RgbImage, s: &str, x: f32, y: f32, size: f32, color: Rgb<u8>) {
+    let (ox, oy) = (x.round() as i64, y.round() as i64);
+    raster_text(s, size, |px, py, coverage| crate::blend(img, ox + px, oy + py, color, coverage));
 }
 
 #[cfg(test)]
