@@ -1,4 +1,5 @@
-//! `mixdet eval`: COCO bbox evaluation of a results file, a thin layer over `mixdet_coco`.
+//! `mixdet eval`: COCO bbox evaluation, a thin layer over `mixdet_coco`: of a results file
+//! (`--gt/--results`), or of a detector run over a COCO-format data set (`--images/--annotations`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,12 +37,42 @@ pub struct EvalArgs {
     /// Evaluate only these category ids (comma-separated).
     #[arg(long, value_name = "ID,..", value_delimiter = ',')]
     pub cat_ids: Option<Vec<i64>>,
+    /// Data-set mode: folder holding the images named in `--annotations`.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Data-set mode: the COCO instances file of those images (also the ground truth).
+    #[arg(long, value_name = "FILE")]
+    pub annotations: Option<PathBuf>,
+    /// Data-set mode: detector (built-in name or config .json); label i is category id i.
+    #[arg(long, default_value = "ssdlite320_mobilenet_v3_large")]
+    pub model: String,
+    /// Data-set mode: detector weights (.safetensors or .pth).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Data-set mode: device (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Data-set mode: evaluate the first N images (by id) only.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Data-set mode: images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Data-set mode: where to write the detections (COCO results JSON).
+    #[arg(long, value_name = "FILE", default_value = "runs/eval/detections.json")]
+    pub save_results: PathBuf,
 }
 
 /// Runs `mixdet eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    if args.images.is_some() || args.annotations.is_some() {
+        return run_dataset(&args);
+    }
     let (Some(gt_path), Some(results_path)) = (args.gt.as_deref(), args.results.as_deref()) else {
-        bail!("mixdet eval needs --gt <instances.json> and --results <detections.json>");
+        bail!(
+            "mixdet eval needs --gt <instances.json> and --results <detections.json>, \
+             or --images <DIR> --annotations <instances.json> --weights <FILE> to run a detector"
+        );
     };
     // The two files parse independently: overlap them.
     let (gt, dets) = std::thread::scope(|s| {
@@ -67,8 +98,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     }
 
     let params = params_from_args(&args, &gt);
-    let eval = evaluate(&gt, &dets, &params).context("evaluating")?;
-    drop(dets);
+    evaluate_and_print(&args, &gt, &dets, params)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Evaluates and prints the summary, the per-category table, and the optional JSON and plot.
+fn evaluate_and_print(
+    args: &EvalArgs,
+    gt: &GroundTruth,
+    dets: &[mixdet_coco::Detection],
+    params: Params,
+) -> anyhow::Result<()> {
+    let eval = evaluate(gt, dets, &params).context("evaluating")?;
 
     match eval.summary_lines() {
         Some(lines) => lines.iter().for_each(|l| println!("{l}")),
@@ -85,6 +126,94 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.plot_pr {
         mixdet_coco::plot::write_pr_plot(&eval, path)
             .with_context(|| format!("drawing the PR plot into {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the detector over the images of a COCO-format data set, then evaluates its detections.
+fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let (Some(images), Some(annotations)) = (args.images.as_deref(), args.annotations.as_deref()) else {
+        bail!("the data-set mode needs both --images <DIR> and --annotations <instances.json>");
+    };
+    let Some(weights) = args.weights.clone() else {
+        bail!("the data-set mode needs --weights <FILE> for the detector");
+    };
+    let gt = GroundTruth::from_path(annotations).with_context(|| format!("loading {}", annotations.display()))?;
+    let mut entries: Vec<(i64, PathBuf)> = Vec::with_capacity(gt.images.len());
+    for img in &gt.images {
+        let Some(name) = &img.file_name else {
+            bail!("{}: image {} has no file_name", annotations.display(), img.id);
+        };
+        entries.push((img.id, images.join(name)));
+    }
+    entries.sort_by_key(|e| e.0);
+    if let Some(n) = args.limit {
+        entries.truncate(n);
+    }
+    if entries.is_empty() {
+        bail!("{}: no images to evaluate", annotations.display());
+    }
+    let detector =
+        super::detector_args::DetectorArgs { model: args.model.clone(), weights, device: args.device.clone() };
+    let (model, device) = detector.load()?;
+    let post = model.config().postprocess;
+    let files: Vec<PathBuf> = entries.iter().map(|e| e.1.clone()).collect();
+    let progress = indicatif::ProgressBar::new(files.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut dets = Vec::new();
+    let mut evaluated = Vec::with_capacity(entries.len());
+    let mut failures = 0usize;
+    let timings = crate::pipeline::run(&model, &device, &files, args.batch, &post, false, |o| {
+        progress.inc(1);
+        let image_id = entries[o.index].0;
+        match o.result {
+            Ok(d) => {
+                evaluated.push(image_id);
+                let det = &d.detections;
+                for i in 0..det.len() {
+                    let b = det.boxes[i];
+                    dets.push(mixdet_coco::Detection {
+                        image_id,
+                        category_id: det.labels[i],
+                        bbox: [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
+                        score: det.scores[i] as f64,
+                    });
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                progress.suspend(|| eprintln!("error: {e:#} (image id {image_id}; left out of the evaluation)"));
+            }
+        }
+    })?;
+    progress.finish_and_clear();
+    if let Some(dir) = args.save_results.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    }
+    super::detect::write_json_atomic(&args.save_results, &dets)?;
+    let n = timings.images.max(1) as f64;
+    println!(
+        "{} images, {} detections written to {}; speed: {:.1}ms preprocess, {:.1}ms inference, {:.1}ms postprocess per image",
+        timings.images,
+        dets.len(),
+        args.save_results.display(),
+        timings.preprocess_ms / n,
+        timings.inference_ms / n,
+        timings.postprocess_ms / n
+    );
+    let mut params = params_from_args(args, &gt);
+    // Only the images that went through the detector are evaluated (a --limit, unreadable files).
+    if args.img_ids.is_none() {
+        evaluated.sort_unstable();
+        params.img_ids = evaluated;
+    }
+    evaluate_and_print(args, &gt, &dets, params)?;
+    if failures > 0 {
+        eprintln!("{failures} of {} images failed", files.len());
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
