@@ -6,6 +6,7 @@ mod inputs;
 mod overlay;
 mod pipeline;
 mod preprocess;
+mod threads;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Classify(commands::classify::ClassifyArgs),
     /// Run a model on a stored NCHW tensor and store its logits and feature maps (for parity checks).
     Forward(commands::forward::ForwardArgs),
+    /// Time a backbone's or detector's forward pass (median, min, max, throughput).
+    Bench(commands::bench::BenchArgs),
     /// List the models with their parameter counts and feature maps.
     Models(commands::models::ModelsArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::Classify(args) => commands::classify::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `XxxArgs` (clap) and `run(args) -> anyhow::Result<ExitCode>`.
 
 pub mod backbone_args;
+pub mod bench;
 pub mod classify;
 pub mod detect;
 pub mod detector_args;
