@@ -27,20 +27,23 @@ pub(crate) unsafe fn grad_input_plane<S: Simd8>(
     let s = geom.stride;
     scratch.reserve(layout.len(), if s > 1 { layout.sub_len() } else { 0 });
     layout.fill(grad_out, &mut scratch.plane);
+    scratch.grad_taps(&layout);
     let first = g.weight_offset + (channel - g.channel_start) * g.taps();
     let wk = &weights[first..first + g.taps()];
     let w = geom.in_w;
     for rho_y in 0..s {
         for rho_x in 0..s {
             let (rows, cols) = layout.sub_size(rho_y, rho_x);
-            layout.sub_taps(rho_y, rho_x, wk, &mut scratch.offsets, &mut scratch.weights);
-            if rows == 0 || cols == 0 || scratch.offsets.is_empty() {
+            let range = scratch.sub_ranges[rho_y * s + rho_x].clone();
+            if rows == 0 || cols == 0 || range.is_empty() {
                 continue;
             }
+            scratch.weights.clear();
+            scratch.weights.extend(scratch.indices[range.clone()].iter().map(|&i| wk[i]));
             let taps = Taps {
                 src: &scratch.plane[..layout.len()],
                 row_step: layout.width(),
-                offsets: &scratch.offsets,
+                offsets: &scratch.offsets[range],
                 weights: &scratch.weights,
             };
             if s == 1 {
@@ -87,11 +90,13 @@ pub(crate) unsafe fn grad_weight_channel<S: Simd8>(p: &ChannelPlanes, dst: &mut 
     // a zero-padded buffer, so the extra lanes add nothing.
     let copy_grad = owp != ow;
     scratch.reserve(layout.len(), if copy_grad { oh * owp } else { 0 });
-    layout.tap_offsets(&mut scratch.offsets);
+    scratch.input_taps(&layout);
     let (plane_in, plane_out) = (geom.in_h * geom.in_w, oh * ow);
     for n in 0..p.batch {
         let plane = n * geom.channels + p.channel;
-        layout.fill(&p.input[plane * plane_in..(plane + 1) * plane_in], &mut scratch.plane);
+        let input = &p.input[plane * plane_in..(plane + 1) * plane_in];
+        // SAFETY: forwarded from this function's contract.
+        unsafe { layout.fill::<S>(input, &mut scratch.plane, &mut scratch.row) };
         let grad = &p.grad_out[plane * plane_out..(plane + 1) * plane_out];
         let (g_rows, g_stride) = if copy_grad {
             for (d, s) in scratch.aux.chunks_exact_mut(owp).zip(grad.chunks_exact(ow)) {

@@ -30,8 +30,9 @@ pub(crate) unsafe fn forward_plane<S: Simd8>(p: &ForwardPlane, dst: &mut [f32], 
     let g = geom.group_of(p.channel);
     let layout = PaddedInput::new(geom, g);
     scratch.reserve(layout.len(), 0);
-    layout.fill(p.input, &mut scratch.plane);
-    layout.tap_offsets(&mut scratch.offsets);
+    // SAFETY: forwarded from this function's contract.
+    unsafe { layout.fill::<S>(p.input, &mut scratch.plane, &mut scratch.row) };
+    scratch.input_taps(&layout);
     let first = g.weight_offset + (p.channel - g.channel_start) * g.taps();
     let taps = Taps {
         src: &scratch.plane[..layout.len()],

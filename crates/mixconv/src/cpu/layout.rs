@@ -2,7 +2,7 @@
 //! ([`super::engine`]) read every tap as a contiguous run of columns, whatever the stride,
 //! dilation and (possibly asymmetric) padding.
 
-use super::simd::round_up_lanes;
+use super::simd::{round_up_lanes, Simd8, LANES};
 use crate::geometry::{GroupGeometry, MixedGeometry};
 
 /// An input plane for the forward pass and the weight gradient.
@@ -11,7 +11,7 @@ use crate::geometry::{GroupGeometry, MixedGeometry};
 /// holds padded columns `p, p + s, p + 2s, ...`, so that a stride-`s` tap reads consecutive
 /// floats (a direct stride-2 kernel with no gathers). Each phase has room for whole vectors past
 /// the last output column.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PaddedInput {
     rows: usize,
     phase_width: usize,
@@ -30,7 +30,8 @@ impl PaddedInput {
         let span = (g.kernel - 1) * geom.dilation;
         Self {
             rows: (geom.out_h - 1) * s + span + 1,
-            phase_width: round_up_lanes(geom.out_w) + span / s,
+            // Whole vectors, so that the stride-2 deinterleave has no scalar tail.
+            phase_width: round_up_lanes(round_up_lanes(geom.out_w) + span / s),
             stride: s,
             dilation: geom.dilation,
             kernel: g.kernel,
@@ -63,34 +64,96 @@ impl PaddedInput {
     }
 
     /// Copies the `in_h x in_w` plane `src` into `dst` (`self.len()` floats), zeros around it.
+    /// `row` is a buffer for one padded row.
+    ///
+    /// # Safety
+    /// `S` must be runnable on this CPU.
     #[inline(always)]
-    pub fn fill(&self, src: &[f32], dst: &mut [f32]) {
+    pub unsafe fn fill<S: Simd8>(&self, src: &[f32], dst: &mut [f32], row: &mut Vec<f32>) {
         let (s, pw, w) = (self.stride, self.phase_width, self.in_w);
-        for (r, row) in dst[..self.len()].chunks_exact_mut(s * pw).enumerate() {
+        let dst = &mut dst[..self.len()];
+        // Padded columns [left, left + copy) come from the input; every phase reads inside
+        // [0, s * pw).
+        let left = self.pad_left.min(s * pw);
+        let copy = w.min(s * pw - left);
+        if s == 2 {
+            // Pad the row contiguously, then split it into its two phases with vector shuffles:
+            // for narrow rows a per-element strided copy cost a sixth of the stride-2 forward.
+            if row.len() < 2 * pw + 1 {
+                row.resize(2 * pw + 1, 0.0);
+            }
+            let row = &mut row[..2 * pw + 1];
+            row[..left].fill(0.0);
+            row[left + copy..].fill(0.0);
+            for (r, out) in dst.chunks_exact_mut(2 * pw).enumerate() {
+                let iy = r as isize - self.pad_top as isize;
+                if iy < 0 || iy >= self.in_h as isize {
+                    out.fill(0.0);
+                    continue;
+                }
+                // SAFETY: `S` runnable per this function's contract.
+                unsafe {
+                    copy_short::<S>(&src[iy as usize * w..iy as usize * w + copy], &mut row[left..left + copy]);
+                    let (even, odd) = out.split_at_mut(pw);
+                    deinterleave2::<S>(&row[..2 * pw], even);
+                    deinterleave2::<S>(&row[1..2 * pw + 1], odd);
+                }
+            }
+            return;
+        }
+        for (r, out) in dst.chunks_exact_mut(s * pw).enumerate() {
             let iy = r as isize - self.pad_top as isize;
             if iy < 0 || iy >= self.in_h as isize {
-                row.fill(0.0);
+                out.fill(0.0);
                 continue;
             }
             let src_row = &src[iy as usize * w..(iy as usize + 1) * w];
-            for (p, seg) in row.chunks_exact_mut(pw).enumerate() {
-                // Phase element j is input column j * s + p - pad_left.
-                let lo = if self.pad_left > p { (self.pad_left - p).div_ceil(s) } else { 0 }.min(pw);
-                let hi = if w + self.pad_left > p { (w - 1 + self.pad_left - p) / s + 1 } else { 0 }.clamp(lo, pw);
-                seg[..lo].fill(0.0);
-                seg[hi..].fill(0.0);
-                if lo < hi {
-                    let first = lo * s + p - self.pad_left;
-                    if s == 1 {
-                        seg[lo..hi].copy_from_slice(&src_row[first..first + (hi - lo)]);
-                    } else {
-                        for (d, v) in seg[lo..hi].iter_mut().zip(src_row[first..].iter().step_by(s)) {
-                            *d = *v;
-                        }
-                    }
+            if s == 1 {
+                out[..left].fill(0.0);
+                // SAFETY: `S` runnable per this function's contract.
+                unsafe { copy_short::<S>(&src_row[..copy], &mut out[left..left + copy]) };
+                out[left + copy..].fill(0.0);
+                continue;
+            }
+            for (p, seg) in out.chunks_exact_mut(pw).enumerate() {
+                for (j, v) in seg.iter_mut().enumerate() {
+                    // Phase element j is padded column j * s + p.
+                    let col = j * s + p;
+                    *v = if col >= left && col < left + copy { src_row[col - left] } else { 0.0 };
                 }
             }
         }
+    }
+}
+
+/// `dst[i] = src[2 i]` for `dst.len()` a whole number of vectors and `src` twice as long.
+///
+/// # Safety
+/// `S` must be runnable on this CPU.
+#[inline(always)]
+unsafe fn deinterleave2<S: Simd8>(src: &[f32], dst: &mut [f32]) {
+    assert!(dst.len().is_multiple_of(LANES) && src.len() >= 2 * dst.len());
+    for (i, d) in dst.chunks_exact_mut(LANES).enumerate() {
+        // SAFETY: 16 reads from 2 * LANES * i stay inside `src` (asserted); 8 writes fill `d`.
+        unsafe { S::store(d.as_mut_ptr(), S::load_even(src.as_ptr().add(2 * LANES * i))) };
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a library call: rows are often a few dozen floats, where
+/// the call costs as much as the copy.
+///
+/// # Safety
+/// `S` must be runnable on this CPU.
+#[inline(always)]
+unsafe fn copy_short<S: Simd8>(src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    let whole = src.len() / LANES * LANES;
+    for i in (0..whole).step_by(LANES) {
+        // SAFETY: i + LANES <= len for both slices.
+        unsafe { S::store(dst.as_mut_ptr().add(i), S::load(src.as_ptr().add(i))) };
+    }
+    for (d, v) in dst[whole..].iter_mut().zip(&src[whole..]) {
+        *d = *v;
     }
 }
 
@@ -100,7 +163,7 @@ impl PaddedInput {
 /// input gradient is a stride-1 correlation of the output gradient with the taps whose
 /// `ρ + pad - k·d` is a multiple of `s`, at output offset `δ = (ρ + pad - k·d) / s`. Padded row
 /// `r` holds output-gradient row `r - top` so that every `δ` reads inside the plane.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PaddedGrad {
     rows: usize,
     width: usize,
@@ -175,11 +238,9 @@ impl PaddedGrad {
         (self.in_h.saturating_sub(rho_y).div_ceil(s), self.in_w.saturating_sub(rho_x).div_ceil(s))
     }
 
-    /// The taps of sub-grid `(ρy, ρx)`: offsets into the padded plane and their weights taken
-    /// from the channel's `kernel x kernel` weights `wk`.
-    pub fn sub_taps(&self, rho_y: usize, rho_x: usize, wk: &[f32], offsets: &mut Vec<usize>, weights: &mut Vec<f32>) {
-        offsets.clear();
-        weights.clear();
+    /// Appends the taps of sub-grid `(ρy, ρx)`: offsets into the padded plane and the index of
+    /// each tap's weight in a channel's `kernel x kernel` weights.
+    pub fn sub_taps(&self, rho_y: usize, rho_x: usize, offsets: &mut Vec<usize>, indices: &mut Vec<usize>) {
         let (s, d) = (self.stride as isize, self.dilation as isize);
         let delta = |rho: usize, pad: usize, k: usize| {
             let num = (rho + pad) as isize - k as isize * d;
@@ -192,9 +253,13 @@ impl PaddedGrad {
                 let row = (dy + self.top as isize) as usize;
                 let col = (dx + self.left as isize) as usize;
                 offsets.push(row * self.width + col);
-                weights.push(wk[ky * self.kernel + kx]);
+                indices.push(ky * self.kernel + kx);
             }
         }
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
     }
 
     /// Copies the `out_h x out_w` plane `src` into `dst` (`self.len()` floats), zeros around it.

@@ -3,6 +3,15 @@
 
 use std::cell::RefCell;
 
+use super::layout::{PaddedGrad, PaddedInput};
+
+/// The layout whose taps the scratch holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TapsOf {
+    Input(PaddedInput),
+    Grad(PaddedGrad),
+}
+
 /// One thread's buffers.
 #[derive(Default)]
 pub(crate) struct Scratch {
@@ -10,10 +19,17 @@ pub(crate) struct Scratch {
     pub plane: Vec<f32>,
     /// A second plane: a sub-grid result, or an output gradient padded to whole vectors.
     pub aux: Vec<f32>,
+    /// One padded input row (stride-2 planes are split into phases from it).
+    pub row: Vec<f32>,
     /// Tap offsets into `plane`.
     pub offsets: Vec<usize>,
     /// Tap weights, where they are not a contiguous slice of the packed weights.
     pub weights: Vec<f32>,
+    /// For a [`PaddedGrad`]: each tap's index in the channel's kernel.
+    pub indices: Vec<usize>,
+    /// For a [`PaddedGrad`]: each sub-grid's range of `offsets` and `indices`.
+    pub sub_ranges: Vec<std::ops::Range<usize>>,
+    taps_of: Option<TapsOf>,
 }
 
 impl Scratch {
@@ -25,6 +41,35 @@ impl Scratch {
         if self.aux.len() < aux_len {
             self.aux.resize(aux_len, 0.0);
         }
+    }
+
+    /// Fills `offsets` for `layout`. Consecutive planes mostly share a group, so the offsets are
+    /// recomputed only when the layout changes.
+    pub fn input_taps(&mut self, layout: &PaddedInput) {
+        if self.taps_of != Some(TapsOf::Input(*layout)) {
+            layout.tap_offsets(&mut self.offsets);
+            self.taps_of = Some(TapsOf::Input(*layout));
+        }
+    }
+
+    /// Fills `offsets`, `indices` and `sub_ranges` (sub-grid `ρy · s + ρx`) for `layout`,
+    /// recomputed only when the layout changes.
+    pub fn grad_taps(&mut self, layout: &PaddedGrad) {
+        if self.taps_of == Some(TapsOf::Grad(*layout)) {
+            return;
+        }
+        let s = layout.stride();
+        self.offsets.clear();
+        self.indices.clear();
+        self.sub_ranges.clear();
+        for rho_y in 0..s {
+            for rho_x in 0..s {
+                let start = self.offsets.len();
+                layout.sub_taps(rho_y, rho_x, &mut self.offsets, &mut self.indices);
+                self.sub_ranges.push(start..self.offsets.len());
+            }
+        }
+        self.taps_of = Some(TapsOf::Grad(*layout));
     }
 }
 

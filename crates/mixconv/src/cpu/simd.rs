@@ -60,6 +60,8 @@ pub(crate) trait Simd8 {
     /// `acc + a * b` (fused where the instruction set has it).
     unsafe fn mul_add(a: Self::V, b: Self::V, acc: Self::V) -> Self::V;
     unsafe fn sum(v: Self::V) -> f32;
+    /// The even-indexed floats of `p[0..16]`.
+    unsafe fn load_even(p: *const f32) -> Self::V;
 }
 
 /// Arrays of eight floats: the compiler turns the lane loops into the baseline's vectors.
@@ -99,6 +101,13 @@ impl Simd8 for Portable {
         // Pairwise, as the AVX2 reduction does, so both paths round alike.
         let s4 = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
         (s4[0] + s4[2]) + (s4[1] + s4[3])
+    }
+
+    #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self::V {
+        // SAFETY: the caller guarantees `p` is valid for 16 reads.
+        let a = unsafe { p.cast::<[f32; 2 * LANES]>().read_unaligned() };
+        std::array::from_fn(|i| a[2 * i])
     }
 }
 
@@ -144,6 +153,18 @@ impl Simd8 for Avx2Fma {
             let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
             let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
             _mm_cvtss_f32(s1)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self::V {
+        use std::arch::x86_64::*;
+        // SAFETY: `p` valid for 16 reads (caller); AVX2 present (caller's dispatch).
+        unsafe {
+            let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(LANES)));
+            // Per 128-bit lane: a0 a2 b0 b2 | a4 a6 b4 b6; then the 64-bit pairs in order.
+            let mixed = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(mixed)))
         }
     }
 }
