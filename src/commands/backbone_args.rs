@@ -27,7 +27,8 @@ pub struct BackboneArgs {
 }
 
 impl BackboneArgs {
-    /// Resolves the model, reads the weights strictly and builds the network.
+    /// Resolves the model, reads the weights strictly and builds the network for inference
+    /// (BatchNorm folded into the convolutions).
     pub fn load(&self) -> Result<(ModelSpec, Box<dyn Backbone>, Device)> {
         let device = crate::device::parse_device(&self.device)?;
         let spec = ModelSpec::by_name(&self.model, self.mixconv_kernels.clone())?;

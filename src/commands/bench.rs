@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Time the training-capable layers (BatchNorm not folded) instead of the inference form.
+    #[arg(long)]
+    pub unfused: bool,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -53,10 +56,13 @@ type Step = Box<dyn Fn() -> Result<()>>;
 
 fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<(Step, [usize; 4])> {
     let opts = ModelOptions::default();
-    let net = match &args.weights {
+    let mut net = match &args.weights {
         Some(w) => spec.load_file(&opts, w, device)?,
         None => spec.load_state_dict(&opts, synthetic(spec.state_dict_shapes(&opts)?)?, "synthetic", device)?,
     };
+    if !args.unfused {
+        net.fuse_for_inference()?;
+    }
     let size = args.input.unwrap_or(spec.pretrained.input_size);
     let shape = [args.batch, 3, size, size];
     let x = Tensor::randn(0f32, 1.0, shape.as_slice(), device)?;
@@ -75,7 +81,7 @@ fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<(
 }
 
 fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Result<(Step, [usize; 4])> {
-    let model = match &args.weights {
+    let mut model = match &args.weights {
         Some(w) => SsdLite::from_file(cfg, w, device)?,
         None => {
             let recorder = ShapeRecorder::default();
@@ -83,6 +89,9 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
             SsdLite::from_state_dict(cfg, synthetic(recorder.shapes())?, "synthetic", device)?
         }
     };
+    if !args.unfused {
+        model.fuse_for_inference()?;
+    }
     let [h, w] = model.config().input_size;
     let (h, w) = args.input.map_or((h, w), |s| (s, s));
     let shape = [args.batch, 3, h, w];

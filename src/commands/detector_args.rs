@@ -22,13 +22,14 @@ pub struct DetectorArgs {
 }
 
 impl DetectorArgs {
-    /// Resolves the config and loads the weights strictly.
+    /// Resolves the config, loads the weights strictly and prepares the inference form.
     pub fn load(&self) -> Result<(SsdLite, Device)> {
         let device = crate::device::parse_device(&self.device)?;
         let cfg = DetectorConfig::resolve(&self.model)?;
         let name = cfg.name.clone();
-        let model =
+        let mut model =
             SsdLite::from_file(cfg, &self.weights, &device).with_context(|| format!("loading {name} weights"))?;
+        model.fuse_for_inference()?;
         Ok((model, device))
     }
 }

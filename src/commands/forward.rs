@@ -74,8 +74,9 @@ fn forward_detector(
         anyhow::bail!("{}: a detector takes a preprocessed input of {h}x{w}, got {ih}x{iw}", args.input.display());
     }
     let name = cfg.name.clone();
-    let model = mixdet_detect::SsdLite::from_file(cfg, &args.backbone.weights, device)
+    let mut model = mixdet_detect::SsdLite::from_file(cfg, &args.backbone.weights, device)
         .with_context(|| format!("loading {name} weights"))?;
+    model.fuse_for_inference()?;
     let out = model.forward_t(input, false).context("running the detector")?;
     let post = model.config().postprocess;
     let dets = model.postprocess(&out, &post)?;

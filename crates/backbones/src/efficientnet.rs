@@ -10,7 +10,7 @@ use mixdet_mixconv::PaddingMode;
 use crate::arch::{
     decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,
 };
-use crate::layers::{classify, linear, Activation, BnAct, Conv, ConvSpec, SqueezeExcite};
+use crate::layers::{classify, linear, Activation, ConvBnAct, ConvSpec, SqueezeExcite};
 use crate::{Backbone, FeatureInfo, ModelOutput};
 
 /// Everything that defines one EfficientNet-family architecture.
@@ -38,32 +38,16 @@ pub struct EfficientNetConfig {
     pub dw_kernel_override: Option<Vec<usize>>,
 }
 
-#[derive(Debug, Clone)]
-struct ConvBn {
-    conv: Conv,
-    bn: BnAct,
-}
-
-impl ConvBn {
-    fn load(spec: &ConvSpec, eps: f64, act: Activation, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: Conv::load(spec, conv_vb)?, bn: BnAct::load(spec.out_chs, eps, act, bn_vb)? })
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
-    }
-}
-
 /// A depthwise-separable (`ds`) or inverted-residual (`ir`) block.
 #[derive(Debug, Clone)]
 struct Block {
     /// `conv_pw` + `bn1` (inverted residual only).
-    expand: Option<ConvBn>,
+    expand: Option<ConvBnAct>,
     /// `conv_dw` + BN (`bn1` for ds, `bn2` for ir).
-    depthwise: ConvBn,
+    depthwise: ConvBnAct,
     se: Option<SqueezeExcite>,
     /// `conv_pw` + `bn2` (ds) or `conv_pwl` + `bn3` (ir).
-    project: ConvBn,
+    project: ConvBnAct,
     skip: bool,
 }
 
@@ -84,13 +68,21 @@ impl Block {
     fn forward_from_expanded(&self, x: &Tensor, expanded: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = self.depthwise.forward_t(expanded, train)?;
         if let Some(se) = &self.se {
-            h = se.forward(&h)?;
+            h = if train { se.forward(&h)? } else { se.forward_inplace(h)? };
         }
         h = self.project.forward_t(&h, train)?;
         if self.skip {
-            h = (h + x)?;
+            h = crate::fused::residual_add(h, x, train)?;
         }
         Ok(h)
+    }
+
+    fn fuse(&mut self) -> Result<()> {
+        if let Some(e) = &mut self.expand {
+            e.fuse()?;
+        }
+        self.depthwise.fuse()?;
+        self.project.fuse()
     }
 }
 
@@ -104,9 +96,9 @@ enum Tap {
 /// An EfficientNet-family network (MixNet, MobileNetV2) loaded with weights.
 #[derive(Debug, Clone)]
 pub struct EfficientNet {
-    stem: ConvBn,
+    stem: ConvBnAct,
     stages: Vec<Vec<Block>>,
-    head: Option<ConvBn>,
+    head: Option<ConvBnAct>,
     classifier: Option<candle_nn::Linear>,
     taps: Vec<Tap>,
     features: Vec<FeatureInfo>,
@@ -142,7 +134,7 @@ impl EfficientNet {
             depthwise: false,
             padding: cfg.padding,
         };
-        let stem = ConvBn::load(&stem_spec, cfg.bn_eps, cfg.act, vb.pp("conv_stem"), vb.pp("bn1"))?;
+        let stem = ConvBnAct::load(&stem_spec, cfg.bn_eps, cfg.act, vb.pp("conv_stem"), vb.pp("bn1"))?;
 
         let mut in_chs = stem_size;
         let mut stride = 2;
@@ -182,7 +174,7 @@ impl EfficientNet {
                 depthwise: false,
                 padding: cfg.padding,
             };
-            let head = ConvBn::load(&head_spec, cfg.bn_eps, cfg.act, vb.pp("conv_head"), vb.pp("bn2"))?;
+            let head = ConvBnAct::load(&head_spec, cfg.bn_eps, cfg.act, vb.pp("conv_head"), vb.pp("bn2"))?;
             let classifier =
                 if num_classes > 0 { Some(linear(cfg.num_features, num_classes, vb.pp("classifier"))?) } else { None };
             (Some(head), classifier)
@@ -196,7 +188,7 @@ impl EfficientNet {
 
 impl Block {
     fn expanded_channels(&self) -> usize {
-        self.depthwise.bn.channels()
+        self.depthwise.out_channels()
     }
 }
 
@@ -233,7 +225,7 @@ fn load_block(
             let pw_act = if args.block_type == BlockType::DepthwiseSeparableAct { act } else { Activation::Identity };
             Ok(Block {
                 expand: None,
-                depthwise: ConvBn::load(
+                depthwise: ConvBnAct::load(
                     &spec(in_chs, in_chs, &args.dw_kernel, stride, true),
                     eps,
                     act,
@@ -241,7 +233,7 @@ fn load_block(
                     vb.pp("bn1"),
                 )?,
                 se: se(in_chs, vb.clone())?,
-                project: ConvBn::load(
+                project: ConvBnAct::load(
                     &spec(in_chs, out_chs, &args.pw_kernel, 1, false),
                     eps,
                     pw_act,
@@ -254,14 +246,14 @@ fn load_block(
         BlockType::InvertedResidual => {
             let mid = make_divisible(in_chs as f64 * args.exp_ratio, 8);
             Ok(Block {
-                expand: Some(ConvBn::load(
+                expand: Some(ConvBnAct::load(
                     &spec(in_chs, mid, &args.exp_kernel, 1, false),
                     eps,
                     act,
                     vb.pp("conv_pw"),
                     vb.pp("bn1"),
                 )?),
-                depthwise: ConvBn::load(
+                depthwise: ConvBnAct::load(
                     &spec(mid, mid, &args.dw_kernel, stride, true),
                     eps,
                     act,
@@ -269,7 +261,7 @@ fn load_block(
                     vb.pp("bn2"),
                 )?,
                 se: se(mid, vb.clone())?,
-                project: ConvBn::load(
+                project: ConvBnAct::load(
                     &spec(mid, out_chs, &args.pw_kernel, 1, false),
                     eps,
                     Activation::Identity,
@@ -310,6 +302,17 @@ impl Backbone for EfficientNet {
 
     fn detection_tap_channels(&self) -> (usize, usize) {
         (self.c4_channels, self.c5_channels)
+    }
+
+    fn fuse_for_inference(&mut self) -> Result<()> {
+        self.stem.fuse()?;
+        for block in self.stages.iter_mut().flatten() {
+            block.fuse()?;
+        }
+        if let Some(h) = &mut self.head {
+            h.fuse()?;
+        }
+        Ok(())
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {

@@ -4,7 +4,7 @@
 
 use candle_core::{Module, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use mixdet_mixconv::{conv1x1, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
+use mixdet_mixconv::{conv1x1, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
 
 use crate::arch::KernelSpec;
 
@@ -69,6 +69,107 @@ impl BnAct {
     /// Normalises (batch statistics when `train`, running statistics otherwise) and activates.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.act.apply(&self.bn.forward_t(x, train)?)
+    }
+
+    /// The inference BatchNorm as an affine map `x * scale + shift` per channel.
+    pub fn affine(&self) -> Result<(Tensor, Tensor)> {
+        let var = self.bn.running_var();
+        let scale = (var + self.bn.eps())?.sqrt()?.recip()?;
+        let (scale, shift) = match self.bn.weight_and_bias() {
+            Some((w, b)) => {
+                let scale = (scale * w)?;
+                let shift = (b - (self.bn.running_mean() * &scale)?)?;
+                (scale, shift)
+            }
+            None => {
+                let shift = (self.bn.running_mean() * &scale)?.neg()?;
+                (scale, shift)
+            }
+        };
+        Ok((scale, shift))
+    }
+
+    /// The activation.
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+}
+
+impl Activation {
+    /// The same activation as a kernel epilogue of the fused MixConv op, when it has one.
+    pub fn as_fused(self) -> Option<FusedAct> {
+        match self {
+            Activation::Identity => Some(FusedAct::None),
+            Activation::Relu => Some(FusedAct::Relu),
+            Activation::Relu6 => Some(FusedAct::Relu6),
+            Activation::Silu => Some(FusedAct::Silu),
+            Activation::HardSwish => Some(FusedAct::HardSwish),
+            Activation::HardSigmoid | Activation::Sigmoid => None,
+        }
+    }
+}
+
+/// A convolution, its BatchNorm and activation; `fuse` adds an inference form with the
+/// BatchNorm folded into the convolution's weights and a bias, applied with the activation in
+/// one pass (the kernel's epilogue for MixConv, an in-place pass after a 1x1 matrix product).
+/// Training (`train = true`) always runs the unfolded layers.
+#[derive(Debug, Clone)]
+pub struct ConvBnAct {
+    conv: Conv,
+    bn: BnAct,
+    folded: Option<Folded>,
+}
+
+#[derive(Debug, Clone)]
+struct Folded {
+    conv: Conv,
+    bias: Tensor,
+    bias_values: Vec<f32>,
+    act: Activation,
+}
+
+impl ConvBnAct {
+    /// Loads the convolution under `conv_vb` and the BatchNorm under `bn_vb`.
+    pub fn load(spec: &ConvSpec, eps: f64, act: Activation, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: Conv::load(spec, conv_vb)?, bn: BnAct::load(spec.out_chs, eps, act, bn_vb)?, folded: None })
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.bn.channels()
+    }
+
+    /// Folds the BatchNorm into the convolution for inference (idempotent; call again after
+    /// changing the weights).
+    pub fn fuse(&mut self) -> Result<()> {
+        let (scale, shift) = self.bn.affine()?;
+        let conv = self.conv.scaled(&scale)?;
+        let bias_values = shift.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        self.folded = Some(Folded { conv, bias: shift, bias_values, act: self.bn.activation() });
+        Ok(())
+    }
+
+    /// Convolution, BatchNorm (batch statistics when `train`) and activation.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match (&self.folded, train) {
+            (Some(f), false) => f.forward(x),
+            _ => self.bn.forward_t(&self.conv.forward(x)?, train),
+        }
+    }
+}
+
+impl Folded {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Conv::Mixed(m), Some(act)) = (&self.conv, self.act.as_fused()) {
+            return m.forward_fused(x, Some(&self.bias), act);
+        }
+        let y = self.conv.forward(x)?;
+        if crate::fused::supported(&y) {
+            crate::fused::bias_act_inplace(&y, &self.bias_values, self.act)?;
+            Ok(y)
+        } else {
+            self.act.apply(&y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?)
+        }
     }
 }
 
@@ -152,6 +253,33 @@ impl Conv {
         }
     }
 
+    /// The same convolution with every output channel's weights multiplied by `scale[o]`.
+    pub fn scaled(&self, scale: &Tensor) -> Result<Self> {
+        let per_out = |w: &Tensor, s: &Tensor| -> Result<Tensor> {
+            let o = w.dim(0)?;
+            w.broadcast_mul(&s.reshape((o, 1, 1, 1))?)
+        };
+        Ok(match self {
+            Conv::Pointwise { weight, bias } => {
+                let bias = bias.as_ref().map(|b| b * scale).transpose()?;
+                Conv::Pointwise { weight: per_out(weight, scale)?, bias }
+            }
+            Conv::Dense { weight, stride, padding } => {
+                Conv::Dense { weight: per_out(weight, scale)?, stride: *stride, padding: *padding }
+            }
+            Conv::Mixed(m) => {
+                let mut start = 0;
+                let mut weights = Vec::with_capacity(m.weights().len());
+                for w in m.weights() {
+                    let o = w.dim(0)?;
+                    weights.push(per_out(w, &scale.narrow(0, start, o)?)?);
+                    start += o;
+                }
+                Conv::Mixed(MixedConv2d::new(m.config().clone(), weights, None)?)
+            }
+        })
+    }
+
     /// Loads a 1x1 convolution with bias (squeeze-excitation layers).
     pub fn load_pointwise_bias(in_chs: usize, out_chs: usize, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((out_chs, in_chs, 1, 1), "weight")?;
@@ -221,14 +349,29 @@ impl SqueezeExcite {
         })
     }
 
-    /// Rescales the channels of `x` `(N, C, H, W)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn gate(&self, x: &Tensor) -> Result<Tensor> {
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?; // (N, C)
         let s = pooled.matmul(&self.reduce_w.t()?)?.broadcast_add(&self.reduce_b)?;
         let s = self.act.apply(&s)?;
         let s = s.matmul(&self.expand_w.t()?)?.broadcast_add(&self.expand_b)?;
-        let g = self.gate.apply(&s)?;
-        x.broadcast_mul(&g.unsqueeze(2)?.unsqueeze(3)?)
+        self.gate.apply(&s)
+    }
+
+    /// Rescales the channels of `x` `(N, C, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.broadcast_mul(&self.gate(x)?.unsqueeze(2)?.unsqueeze(3)?)
+    }
+
+    /// Inference form of [`SqueezeExcite::forward`]: scales `x` in place when it can (so `x` must
+    /// not be needed afterwards, nor be part of an autograd graph).
+    pub fn forward_inplace(&self, x: Tensor) -> Result<Tensor> {
+        let g = self.gate(&x)?;
+        if crate::fused::supported(&x) {
+            crate::fused::scale_channels_inplace(&x, &g)?;
+            Ok(x)
+        } else {
+            x.broadcast_mul(&g.unsqueeze(2)?.unsqueeze(3)?)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod arch;
 pub mod efficientnet;
+pub mod fused;
 pub mod layers;
 pub mod mobilenetv3;
 pub mod registry;
@@ -49,6 +50,10 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     fn forward(&self, x: &Tensor) -> Result<ModelOutput> {
         self.forward_t(x, false)
     }
+
+    /// Folds every BatchNorm into its convolution and switches inference (`train = false`) to the
+    /// fused kernels. Training keeps using the unfolded layers; call again after changing weights.
+    fn fuse_for_inference(&mut self) -> Result<()>;
 
     /// Channels of the two maps [`Backbone::forward_detection_taps`] returns.
     fn detection_tap_channels(&self) -> (usize, usize);

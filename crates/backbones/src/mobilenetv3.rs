@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use mixdet_mixconv::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
-use crate::layers::{linear, Activation, BnAct, Conv, ConvSpec, SqueezeExcite};
+use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, SqueezeExcite};
 use crate::{Backbone, FeatureInfo, ModelOutput};
 
 /// One row of torchvision's `inverted_residual_setting`.
@@ -68,24 +68,11 @@ pub struct MobileNetV3Config {
     pub mixconv_kernels: Option<Vec<usize>>,
 }
 
-/// A `Conv2dNormActivation`: conv (`.0`), BN eps 1e-3 (`.1`), activation.
-#[derive(Debug, Clone)]
-struct ConvNormAct {
-    conv: Conv,
-    bn: BnAct,
-}
-
 const BN_EPS: f64 = 1e-3;
 
-impl ConvNormAct {
-    fn load(spec: ConvSpec, act: Activation, vb: VarBuilder) -> Result<Self> {
-        let conv = Conv::load(&spec, vb.pp("0"))?;
-        Ok(Self { conv, bn: BnAct::load(spec.out_chs, BN_EPS, act, vb.pp("1"))? })
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
-    }
+/// torchvision's `Conv2dNormActivation`: conv `.0`, BN (eps 1e-3) `.1`, activation.
+fn conv_norm_act(spec: ConvSpec, act: Activation, vb: VarBuilder) -> Result<ConvBnAct> {
+    ConvBnAct::load(&spec, BN_EPS, act, vb.pp("0"), vb.pp("1"))
 }
 
 fn spec(in_chs: usize, out_chs: usize, kernel: KernelSpec, stride: usize, depthwise: bool) -> ConvSpec {
@@ -94,10 +81,10 @@ fn spec(in_chs: usize, out_chs: usize, kernel: KernelSpec, stride: usize, depthw
 
 #[derive(Debug, Clone)]
 struct InvertedResidual {
-    expand: Option<ConvNormAct>,
-    depthwise: ConvNormAct,
+    expand: Option<ConvBnAct>,
+    depthwise: ConvBnAct,
     se: Option<SqueezeExcite>,
-    project: ConvNormAct,
+    project: ConvBnAct,
     skip: bool,
 }
 
@@ -110,7 +97,7 @@ impl InvertedResidual {
             vb.pp((j - 1).to_string())
         };
         let expand = if c.expanded != c.input {
-            Some(ConvNormAct::load(spec(c.input, c.expanded, KernelSpec::Single(1), 1, false), act, next())?)
+            Some(conv_norm_act(spec(c.input, c.expanded, KernelSpec::Single(1), 1, false), act, next())?)
         } else {
             None
         };
@@ -118,7 +105,7 @@ impl InvertedResidual {
             Some(ks) => KernelSpec::Mixed(ks.clone()),
             None => KernelSpec::Single(c.kernel),
         };
-        let depthwise = ConvNormAct::load(spec(c.expanded, c.expanded, dw_kernel, c.stride, true), act, next())?;
+        let depthwise = conv_norm_act(spec(c.expanded, c.expanded, dw_kernel, c.stride, true), act, next())?;
         let se = if c.use_se {
             let squeeze = make_divisible((c.expanded / 4) as f64, 8);
             let se_vb = next();
@@ -134,7 +121,7 @@ impl InvertedResidual {
             None
         };
         let project =
-            ConvNormAct::load(spec(c.expanded, c.out, KernelSpec::Single(1), 1, false), Activation::Identity, next())?;
+            conv_norm_act(spec(c.expanded, c.out, KernelSpec::Single(1), 1, false), Activation::Identity, next())?;
         Ok(Self { expand, depthwise, se, project, skip: c.stride == 1 && c.input == c.out })
     }
 
@@ -153,22 +140,30 @@ impl InvertedResidual {
     fn forward_from_expanded(&self, x: &Tensor, expanded: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = self.depthwise.forward_t(expanded, train)?;
         if let Some(se) = &self.se {
-            h = se.forward(&h)?;
+            h = if train { se.forward(&h)? } else { se.forward_inplace(h)? };
         }
         h = self.project.forward_t(&h, train)?;
         if self.skip {
-            h = (h + x)?;
+            h = crate::fused::residual_add(h, x, train)?;
         }
         Ok(h)
+    }
+
+    fn fuse(&mut self) -> Result<()> {
+        if let Some(e) = &mut self.expand {
+            e.fuse()?;
+        }
+        self.depthwise.fuse()?;
+        self.project.fuse()
     }
 }
 
 /// torchvision's MobileNetV3-Large loaded with weights.
 #[derive(Debug, Clone)]
 pub struct MobileNetV3 {
-    stem: ConvNormAct,
+    stem: ConvBnAct,
     blocks: Vec<InvertedResidual>,
-    last_conv: ConvNormAct,
+    last_conv: ConvBnAct,
     classifier: Option<(candle_nn::Linear, candle_nn::Linear)>,
     /// Indices into `features` (stem = 0, blocks 1..=15, last conv 16) whose outputs are taps.
     taps: Vec<usize>,
@@ -188,7 +183,7 @@ impl MobileNetV3 {
     ) -> Result<Self> {
         let setting = large_setting(cfg.reduced_tail);
         let fvb = vb.pp("features");
-        let stem = ConvNormAct::load(spec(3, 16, KernelSpec::Single(3), 2, false), Activation::HardSwish, fvb.pp("0"))?;
+        let stem = conv_norm_act(spec(3, 16, KernelSpec::Single(3), 2, false), Activation::HardSwish, fvb.pp("0"))?;
         let mut blocks = Vec::with_capacity(setting.len());
         let mut taps = Vec::new();
         let mut features = Vec::new();
@@ -206,7 +201,7 @@ impl MobileNetV3 {
         let last_in = setting.last().map_or(16, |c| c.out);
         let last_out = 6 * last_in;
         let last_idx = setting.len() + 1;
-        let last_conv = ConvNormAct::load(
+        let last_conv = conv_norm_act(
             spec(last_in, last_out, KernelSpec::Single(1), 1, false),
             Activation::HardSwish,
             fvb.pp(last_idx.to_string()),
@@ -252,6 +247,14 @@ impl Backbone for MobileNetV3 {
             None => None,
         };
         Ok(ModelOutput { logits, features })
+    }
+
+    fn fuse_for_inference(&mut self) -> Result<()> {
+        self.stem.fuse()?;
+        for b in &mut self.blocks {
+            b.fuse()?;
+        }
+        self.last_conv.fuse()
     }
 
     fn detection_tap_channels(&self) -> (usize, usize) {

@@ -81,19 +81,27 @@ fn check_model(model: &str) {
 
     let refs = candle_core::safetensors::load(fixture_dir().join(format!("{model}.safetensors")), &dev)
         .expect("reference outputs");
-    for (case, shape) in &manifest.cases {
-        let x = synthetic_tensor(&format!("input.{case}"), shape, &dev).expect("input");
-        let out = net.forward(&x).expect("forward");
-        let logits = out.logits.expect("classifier output");
-        let err = relative_error(&logits, &refs[&format!("{case}.logits")]);
-        eprintln!("{model} {case}: logits relative error {err:.2e}");
-        assert!(err <= REL_TOL, "{model} {case}: logits relative error {err:.2e}");
-        assert_eq!(out.features.len(), manifest.features.len(), "{model}: number of feature maps");
-        for (i, f) in out.features.iter().enumerate() {
-            let err = relative_error(f, &refs[&format!("{case}.features.{i}")]);
-            assert!(err <= REL_TOL, "{model} {case}: features.{i} relative error {err:.2e}");
+    // The training-capable layers first, then the inference form (BatchNorm folded, fused kernels).
+    let mut net = net;
+    for fused in [false, true] {
+        if fused {
+            net.fuse_for_inference().expect("fuse");
         }
-        assert_eq!(x.dtype(), DType::F32);
+        let path = if fused { "fused" } else { "unfused" };
+        for (case, shape) in &manifest.cases {
+            let x = synthetic_tensor(&format!("input.{case}"), shape, &dev).expect("input");
+            let out = net.forward(&x).expect("forward");
+            let logits = out.logits.expect("classifier output");
+            let err = relative_error(&logits, &refs[&format!("{case}.logits")]);
+            eprintln!("{model} {case} {path}: logits relative error {err:.2e}");
+            assert!(err <= REL_TOL, "{model} {case} {path}: logits relative error {err:.2e}");
+            assert_eq!(out.features.len(), manifest.features.len(), "{model}: number of feature maps");
+            for (i, f) in out.features.iter().enumerate() {
+                let err = relative_error(f, &refs[&format!("{case}.features.{i}")]);
+                assert!(err <= REL_TOL, "{model} {case} {path}: features.{i} relative error {err:.2e}");
+            }
+            assert_eq!(x.dtype(), DType::F32);
+        }
     }
 }
 

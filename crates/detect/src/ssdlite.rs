@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use mixdet_backbones::arch::KernelSpec;
-use mixdet_backbones::layers::{Activation, BnAct, Conv, ConvSpec};
+use mixdet_backbones::layers::{Activation, Conv, ConvBnAct, ConvSpec};
 use mixdet_backbones::weights::{read_state_dict, CheckedStateDict, WeightsError};
 use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
 use mixdet_mixconv::PaddingMode;
@@ -30,27 +30,15 @@ fn spec(in_chs: usize, out_chs: usize, k: usize, stride: usize, depthwise: bool)
     }
 }
 
-/// torchvision's `Conv2dNormActivation`: conv `.0`, BN `.1`, ReLU6.
-#[derive(Debug, Clone)]
-struct ConvBnRelu6 {
-    conv: Conv,
-    bn: BnAct,
-}
-
-impl ConvBnRelu6 {
-    fn load(s: ConvSpec, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: Conv::load(&s, vb.pp("0"))?, bn: BnAct::load(s.out_chs, eps, Activation::Relu6, vb.pp("1"))? })
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
-    }
+/// torchvision's `Conv2dNormActivation` with ReLU6: conv `.0`, BN `.1`.
+fn conv_bn_relu6(s: ConvSpec, eps: f64, vb: VarBuilder) -> Result<ConvBnAct> {
+    ConvBnAct::load(&s, eps, Activation::Relu6, vb.pp("0"), vb.pp("1"))
 }
 
 /// An extra layer: 1x1 to out/2, 3x3 depthwise stride 2, 1x1 to out (each with BN + ReLU6).
 #[derive(Debug, Clone)]
 struct ExtraBlock {
-    layers: [ConvBnRelu6; 3],
+    layers: [ConvBnAct; 3],
 }
 
 impl ExtraBlock {
@@ -58,9 +46,9 @@ impl ExtraBlock {
         let mid = out_chs / 2;
         Ok(Self {
             layers: [
-                ConvBnRelu6::load(spec(in_chs, mid, 1, 1, false), eps, vb.pp("0"))?,
-                ConvBnRelu6::load(spec(mid, mid, 3, 2, true), eps, vb.pp("1"))?,
-                ConvBnRelu6::load(spec(mid, out_chs, 1, 1, false), eps, vb.pp("2"))?,
+                conv_bn_relu6(spec(in_chs, mid, 1, 1, false), eps, vb.pp("0"))?,
+                conv_bn_relu6(spec(mid, mid, 3, 2, true), eps, vb.pp("1"))?,
+                conv_bn_relu6(spec(mid, out_chs, 1, 1, false), eps, vb.pp("2"))?,
             ],
         })
     }
@@ -77,7 +65,7 @@ impl ExtraBlock {
 /// A head block of one level: 3x3 depthwise + BN + ReLU6 (`.0`), then a 1x1 conv with bias (`.1`).
 #[derive(Debug, Clone)]
 struct PredictionBlock {
-    dw: ConvBnRelu6,
+    dw: ConvBnAct,
     out: Conv,
     columns: usize,
 }
@@ -85,7 +73,7 @@ struct PredictionBlock {
 impl PredictionBlock {
     fn load(in_chs: usize, anchors: usize, columns: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            dw: ConvBnRelu6::load(spec(in_chs, in_chs, 3, 1, true), eps, vb.pp("0"))?,
+            dw: conv_bn_relu6(spec(in_chs, in_chs, 3, 1, true), eps, vb.pp("0"))?,
             out: Conv::load_pointwise_bias(in_chs, anchors * columns, vb.pp("1"))?,
             columns,
         })
@@ -213,6 +201,21 @@ impl SsdLite {
     pub fn from_file(config: DetectorConfig, path: &Path, device: &Device) -> std::result::Result<Self, WeightsError> {
         let sd = read_state_dict(path)?;
         Self::from_state_dict(config, sd, &path.display().to_string(), device)
+    }
+
+    /// Folds every BatchNorm into its convolution and switches inference to the fused kernels
+    /// (training keeps the unfolded layers; call again after changing weights).
+    pub fn fuse_for_inference(&mut self) -> Result<()> {
+        self.backbone.fuse_for_inference()?;
+        for e in &mut self.extras {
+            for l in &mut e.layers {
+                l.fuse()?;
+            }
+        }
+        for p in self.cls_head.iter_mut().chain(self.reg_head.iter_mut()) {
+            p.dw.fuse()?;
+        }
+        Ok(())
     }
 
     /// The configuration.

@@ -70,7 +70,18 @@ fn torchvision_model(refs: &HashMap<String, Tensor>) -> SsdLite {
 #[test]
 fn head_outputs_anchors_and_detections_match_torchvision() {
     let refs = load("ssdlite320_mobilenet_v3_large.safetensors");
-    let model = torchvision_model(&refs);
+    check_detector(&torchvision_model(&refs), &refs, "unfused");
+}
+
+#[test]
+fn fused_inference_matches_torchvision() {
+    let refs = load("ssdlite320_mobilenet_v3_large.safetensors");
+    let mut model = torchvision_model(&refs);
+    model.fuse_for_inference().expect("fuse");
+    check_detector(&model, &refs, "fused");
+}
+
+fn check_detector(model: &SsdLite, refs: &HashMap<String, Tensor>, path: &str) {
     let img = synthetic_image("image.ssdlite", 3, 320, 320);
     let x = model.preprocess_batch(&[img], &Device::Cpu).expect("preprocess");
     let out = model.forward_t(&x, false).expect("forward");
@@ -79,12 +90,12 @@ fn head_outputs_anchors_and_detections_match_torchvision() {
     let ref_cls = vec_f32(&refs["cls_logits"]);
     assert_eq!(out.cls_logits.dims(), &[1, 3234, 91]);
     let rel = max_diff(&cls, &ref_cls) / max_abs(&ref_cls);
-    eprintln!("cls_logits relative error {rel:.2e}");
+    eprintln!("{path}: cls_logits relative error {rel:.2e}");
     assert!(rel <= 1e-4, "cls_logits relative error {rel:.2e}");
     let reg = vec_f32(&out.bbox_regression);
     let ref_reg = vec_f32(&refs["bbox_regression"]);
     let rel = max_diff(&reg, &ref_reg) / max_abs(&ref_reg);
-    eprintln!("bbox_regression relative error {rel:.2e}");
+    eprintln!("{path}: bbox_regression relative error {rel:.2e}");
     assert!(rel <= 1e-4, "bbox_regression relative error {rel:.2e}");
 
     let anchors: Vec<f32> = model.anchors(&out.grid_sizes).iter().flatten().copied().collect();
@@ -96,7 +107,7 @@ fn head_outputs_anchors_and_detections_match_torchvision() {
     assert_eq!(dets.labels, ref_labels, "labels in order");
     let boxes: Vec<f32> = dets.boxes.iter().flatten().copied().collect();
     let box_err = max_diff(&boxes, &vec_f32(&refs["det.boxes"]));
-    eprintln!("detections: {} boxes, max box error {box_err:.2e} px", dets.len());
+    eprintln!("{path}: {} detections, max box error {box_err:.2e} px", dets.len());
     assert!(box_err <= 1e-3, "boxes");
     assert!(max_diff(&dets.scores, &vec_f32(&refs["det.scores"])) <= 1e-5, "scores");
 
