@@ -1,0 +1,194 @@
+//! The training configuration (`configs/train/*.json`), validated on load.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::augment::AugmentConfig;
+use crate::error::{Result, TrainError};
+use crate::optim::OptimizerConfig;
+
+/// A COCO-format split: an instances file and the folder its `file_name`s are relative to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Image folder.
+    pub images: PathBuf,
+    /// `instances_*.json`.
+    pub annotations: PathBuf,
+}
+
+/// Everything a training run needs. Relative paths are relative to the working directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Detector: a built-in name or a detector config `.json`.
+    pub detector: String,
+    /// Training split.
+    pub train: DataConfig,
+    /// Validation split for COCO mAP (optional).
+    #[serde(default)]
+    pub val: Option<DataConfig>,
+    /// Where checkpoints, the JSONL log and the plot go.
+    pub output_dir: PathBuf,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Passes over the training split.
+    pub epochs: u64,
+    /// Stop after this many steps (the schedule still spans all epochs).
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    #[serde(default)]
+    pub min_lr: f64,
+    /// Linear warm-up steps.
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// Warm-up starts at `warmup_factor * lr`.
+    #[serde(default = "default_warmup_factor")]
+    pub warmup_factor: f64,
+    /// Optimiser.
+    pub optimizer: OptimizerConfig,
+    /// Apply weight decay to BatchNorm parameters and biases too (torchvision's default).
+    #[serde(default = "yes")]
+    pub decay_norm_and_bias: bool,
+    /// timm backbone checkpoint (`.safetensors` / `.pth`) to start from; else from scratch.
+    #[serde(default)]
+    pub backbone_weights: Option<PathBuf>,
+    /// Augmentations.
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// Negatives per positive in hard-negative mining.
+    #[serde(default = "default_neg_to_pos")]
+    pub neg_to_pos: usize,
+    /// IoU from which an anchor matches a box.
+    #[serde(default = "default_iou")]
+    pub iou_threshold: f32,
+    /// Evaluate on `val` every this many epochs (0: only at the end).
+    #[serde(default = "one")]
+    pub eval_every_epochs: u64,
+    /// Score threshold of the detections fed to the evaluator.
+    #[serde(default = "default_eval_score")]
+    pub eval_score_threshold: f32,
+    /// Checkpoint every this many steps (and at the end).
+    #[serde(default = "default_ckpt")]
+    pub checkpoint_every_steps: u64,
+    /// Log line every this many steps.
+    #[serde(default = "default_log")]
+    pub log_every_steps: u64,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    /// Batches prepared ahead by the loader thread.
+    #[serde(default = "default_prefetch")]
+    pub prefetch_batches: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u64 {
+    1
+}
+fn default_warmup_factor() -> f64 {
+    0.001
+}
+fn default_neg_to_pos() -> usize {
+    3
+}
+fn default_iou() -> f32 {
+    0.5
+}
+fn default_eval_score() -> f32 {
+    0.01
+}
+fn default_ckpt() -> u64 {
+    500
+}
+fn default_log() -> u64 {
+    10
+}
+fn default_prefetch() -> usize {
+    2
+}
+
+impl TrainConfig {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: origin.clone(), source })?;
+        let cfg: Self =
+            serde_json::from_str(&text).map_err(|source| TrainError::Json { path: origin.clone(), source })?;
+        cfg.validate().map_err(|e| TrainError::Invalid(format!("{origin}: {e}")))?;
+        Ok(cfg)
+    }
+
+    /// Checks the values; the message names the offending field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr must be positive (got {})", self.lr));
+        }
+        if !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            return Err(format!("min_lr must lie in [0, lr] (got {})", self.min_lr));
+        }
+        if !(self.warmup_factor > 0.0 && self.warmup_factor <= 1.0) {
+            return Err(format!("warmup_factor must lie in (0, 1] (got {})", self.warmup_factor));
+        }
+        if !(self.iou_threshold > 0.0 && self.iou_threshold <= 1.0) {
+            return Err(format!("iou_threshold must lie in (0, 1] (got {})", self.iou_threshold));
+        }
+        if !(0.0..1.0).contains(&self.eval_score_threshold) {
+            return Err(format!("eval_score_threshold must lie in [0, 1) (got {})", self.eval_score_threshold));
+        }
+        if self.checkpoint_every_steps == 0 || self.log_every_steps == 0 || self.prefetch_batches == 0 {
+            return Err("checkpoint_every_steps, log_every_steps and prefetch_batches must be at least 1".into());
+        }
+        if self.max_steps == Some(0) {
+            return Err("max_steps must be at least 1".into());
+        }
+        self.optimizer.validate().map_err(|e| format!("optimizer: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "detector": "ssdlite320_mixnet_s",
+            "train": {"images": "d/train", "annotations": "d/annotations/instances_train.json"},
+            "output_dir": "runs/x",
+            "batch_size": 4,
+            "epochs": 2,
+            "lr": 0.01,
+            "optimizer": {"kind": "sgd", "momentum": 0.9, "weight_decay": 4e-5}
+        })
+    }
+
+    #[test]
+    fn parses_defaults_and_reports_bad_values() {
+        let cfg: TrainConfig = serde_json::from_value(base()).unwrap();
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.neg_to_pos, 3);
+        let mut v = base();
+        v["batch_size"] = 0.into();
+        let cfg: TrainConfig = serde_json::from_value(v).unwrap();
+        assert!(cfg.validate().unwrap_err().contains("batch_size"));
+        let mut v = base();
+        v["optimizer"] = serde_json::json!({"kind": "sgd", "momentum": 1.5});
+        let cfg: TrainConfig = serde_json::from_value(v).unwrap();
+        assert!(cfg.validate().unwrap_err().contains("momentum"));
+        let mut v = base();
+        v["bacth_size"] = 3.into();
+        assert!(serde_json::from_value::<TrainConfig>(v).unwrap_err().to_string().contains("bacth_size"));
+    }
+}

@@ -1,0 +1,393 @@
+//! The training loop: model set-up (initialisation or timm backbone), the loader thread, SSD loss,
+//! optimiser and schedule, checkpoints, JSONL log, progress bar, periodic COCO evaluation and plot.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use mixdet_backbones::Architecture;
+use mixdet_detect::{BoxCoder, DetectorConfig, SsdLite};
+
+use crate::checkpoint::{self, Position};
+use crate::config::TrainConfig;
+use crate::dataset::{Dataset, Issue};
+use crate::error::{Result, TrainError};
+use crate::evaluate::{evaluate_detector, EvalResult};
+use crate::init::{initialise, is_running_stat, load_backbone};
+use crate::loader::{self, Batch, LoaderSpec};
+use crate::loss::ssd_loss;
+use crate::optim::{Optimizer, Param};
+use crate::plot::{write_plot, Series};
+use crate::schedule::Schedule;
+
+/// Run-time choices that are not part of the experiment.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from `output_dir/checkpoint.safetensors`.
+    pub resume: bool,
+    /// Show the progress bar.
+    pub progress: bool,
+    /// Stop after this many steps (overrides the config's `max_steps` when smaller).
+    pub max_steps: Option<u64>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Optimiser steps at the end.
+    pub steps: u64,
+    /// Loss of the last step.
+    pub last_loss: f32,
+    /// The last evaluation, if a validation split was given.
+    pub last_eval: Option<EvalResult>,
+    /// Median images per second of the model step (forward, loss, backward, update).
+    pub step_images_per_sec: f64,
+    /// Images per second including waiting for data.
+    pub wall_images_per_sec: f64,
+    /// The weights file `mixdet detect` can load.
+    pub weights: PathBuf,
+    /// Records skipped in the data.
+    pub issues: Vec<Issue>,
+}
+
+/// The statistics of one optimiser step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    /// Total loss.
+    pub loss: f32,
+    /// Classification part.
+    pub classification: f32,
+    /// Regression part.
+    pub regression: f32,
+    /// Matched anchors.
+    pub positives: usize,
+}
+
+/// A detector with freshly initialised variables in a `VarMap`.
+pub fn build_model(config: DetectorConfig, seed: u64) -> Result<(VarMap, SsdLite)> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = SsdLite::load(config, vb)?;
+    initialise(&varmap, seed)?;
+    Ok((varmap, model))
+}
+
+/// The trainable parameters (running statistics excluded), sorted by name.
+pub fn trainable_params(varmap: &VarMap, decay_norm_and_bias: bool) -> Result<Vec<Param>> {
+    let data = varmap.data().lock().map_err(|_| TrainError::Invalid("variable map poisoned".into()))?;
+    let mut params: Vec<Param> = data
+        .iter()
+        .filter(|(k, _)| !is_running_stat(k))
+        .map(|(k, v)| Param { name: k.clone(), var: v.clone(), decay: decay_norm_and_bias || v.rank() > 1 })
+        .collect();
+    params.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(params)
+}
+
+/// Anchors of the detector's input size (grid sizes from a forward pass on zeros).
+pub fn input_anchors(model: &SsdLite) -> Result<Arc<Vec<[f32; 4]>>> {
+    let [h, w] = model.config().input_size;
+    let out = model.forward_t(&Tensor::zeros((1, 3, h, w), DType::F32, &Device::Cpu)?, false)?;
+    Ok(model.anchors(&out.grid_sizes))
+}
+
+/// One optimiser step on a prepared batch.
+pub fn train_step(
+    model: &SsdLite,
+    optimizer: &mut Optimizer,
+    batch: &Batch,
+    lr: f64,
+    neg_to_pos: usize,
+) -> Result<StepStats> {
+    let [h, w] = model.config().input_size;
+    let x = Tensor::from_slice(&batch.images, (batch.count, 3, h, w), &Device::Cpu)?;
+    let out = model.forward_t(&x, true)?;
+    let loss = ssd_loss(&out.cls_logits, &out.bbox_regression, &batch.targets, neg_to_pos)?;
+    let value = loss.total.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Err(TrainError::Invalid(format!("loss is {value} (learning rate too high?)")));
+    }
+    let grads = loss.total.backward()?;
+    optimizer.step(&grads, lr)?;
+    Ok(StepStats {
+        loss: value,
+        classification: loss.classification,
+        regression: loss.regression,
+        positives: loss.num_positive,
+    })
+}
+
+struct Log {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Log {
+    fn open(path: &Path, append: bool) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(path)
+            .map_err(|source| TrainError::Io { path: path.display().to_string(), source })?;
+        Ok(Self { file, path: path.to_path_buf() })
+    }
+
+    fn write(&mut self, v: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{v}").map_err(|source| TrainError::Io { path: self.path.display().to_string(), source })
+    }
+}
+
+/// Loss and mAP points of earlier runs in the log, for the plot after a resume.
+/// (step, value) points of one curve.
+type Curve = Vec<(f64, f64)>;
+
+fn history(path: &Path, upto: u64) -> (Curve, Curve, Curve) {
+    let (mut loss, mut ap, mut ap50) = (Vec::new(), Vec::new(), Vec::new());
+    let Ok(text) = std::fs::read_to_string(path) else { return (loss, ap, ap50) };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let step = v["step"].as_u64().unwrap_or(u64::MAX);
+        if step > upto {
+            continue;
+        }
+        match v["type"].as_str() {
+            Some("step") => loss.extend(v["loss"].as_f64().map(|l| (step as f64, l))),
+            Some("eval") => {
+                ap.extend(v["ap"].as_f64().map(|a| (step as f64, a)));
+                ap50.extend(v["ap50"].as_f64().map(|a| (step as f64, a)));
+            }
+            _ => {}
+        }
+    }
+    (loss, ap, ap50)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Trains as `cfg` says.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    let det_cfg = DetectorConfig::resolve(&cfg.detector)?;
+    let out_dir = &cfg.output_dir;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|source| TrainError::Io { path: out_dir.display().to_string(), source })?;
+    let train_set = Dataset::load(&cfg.train.annotations, &cfg.train.images, det_cfg.num_classes)?;
+    if train_set.samples.is_empty() {
+        return Err(TrainError::Invalid(format!("{}: no usable training images", cfg.train.annotations.display())));
+    }
+    let val_set = match &cfg.val {
+        Some(v) => Some(Dataset::load(&v.annotations, &v.images, det_cfg.num_classes)?),
+        None => None,
+    };
+    let (varmap, model) = build_model(det_cfg.clone(), cfg.seed)?;
+    let pb = if opts.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+    let ckpt_path = out_dir.join("checkpoint.safetensors");
+    let weights_path = out_dir.join("model.safetensors");
+    let log_path = out_dir.join("log.jsonl");
+    let mut log = Log::open(&log_path, opts.resume)?;
+    let mut issues: Vec<Issue> = train_set.issues.clone();
+    issues.extend(val_set.iter().flat_map(|v| v.issues.iter().cloned()));
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut report = |issue: &Issue, log: &mut Log, pb: &indicatif::ProgressBar| -> Result<()> {
+        if seen.insert((issue.file.clone(), issue.record.clone())) {
+            pb.println(format!("warning: {issue}"));
+            log.write(serde_json::json!({"type": "issue", "file": issue.file, "record": issue.record, "message": issue.message}))?;
+        }
+        Ok(())
+    };
+    for issue in &issues {
+        report(issue, &mut log, &pb)?;
+    }
+    if let (Some(path), false) = (&cfg.backbone_weights, opts.resume) {
+        let spec = SsdLite::backbone_spec(&det_cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if !matches!(spec.architecture, Architecture::EfficientNet(_)) {
+            return Err(TrainError::Invalid(
+                "backbone_weights: only timm (EfficientNet-family) trunks are supported; torchvision MobileNetV3 \
+                 weights load through the detector's own key layout"
+                    .into(),
+            ));
+        }
+        let sd = mixdet_backbones::weights::read_state_dict(path)?;
+        let r = load_backbone(&varmap, &sd, "backbone.body.", path)?;
+        if r.loaded == 0 {
+            return Err(TrainError::Invalid(format!(
+                "{}: no tensor matches the {} trunk",
+                path.display(),
+                det_cfg.backbone
+            )));
+        }
+        pb.println(format!(
+            "backbone: {} tensors from {} ({} unused, {} left initialised)",
+            r.loaded,
+            path.display(),
+            r.unused.len(),
+            r.missing.len()
+        ));
+    }
+    let anchors = input_anchors(&model)?;
+    let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
+    let mut optimizer = Optimizer::new(cfg.optimizer, params);
+    let mut pos = Position::default();
+    if opts.resume {
+        if !ckpt_path.is_file() {
+            return Err(TrainError::Invalid(format!("--resume: {} does not exist", ckpt_path.display())));
+        }
+        pos = checkpoint::load(&varmap, &mut optimizer, &ckpt_path)?;
+        pb.println(format!("resumed at step {} (epoch {}, batch {})", pos.step, pos.epoch + 1, pos.batch_in_epoch));
+    }
+    let samples = Arc::new(train_set.samples);
+    let spec = LoaderSpec {
+        samples,
+        batch_size: cfg.batch_size,
+        input_size: det_cfg.input_size,
+        mean: det_cfg.image_mean,
+        std: det_cfg.image_std,
+        augment: cfg.augment,
+        anchors,
+        coder: BoxCoder::default(),
+        iou_threshold: cfg.iou_threshold,
+        seed: cfg.seed,
+        epochs: cfg.epochs,
+        start: (pos.epoch, pos.batch_in_epoch),
+    };
+    let total_steps = spec.batches_per_epoch() * cfg.epochs;
+    let stop_at = [Some(total_steps), cfg.max_steps, opts.max_steps].into_iter().flatten().min().unwrap_or(total_steps);
+    let schedule = Schedule {
+        base_lr: cfg.lr,
+        min_lr: cfg.min_lr,
+        warmup_steps: cfg.warmup_steps,
+        warmup_factor: cfg.warmup_factor,
+        total_steps,
+    };
+    pb.set_length(stop_at);
+    pb.set_position(pos.step);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
+    {
+        pb.set_style(style);
+    }
+    let (mut loss_hist, mut ap_hist, mut ap50_hist) =
+        if opts.resume { history(&log_path, pos.step) } else { Default::default() };
+    let mut last_eval = None;
+    let mut last_loss = f32::NAN;
+    let mut step_rates = Vec::new();
+    let mut wall_rates = Vec::new();
+    let started = Instant::now();
+    let (rx, producer) = loader::spawn(spec, cfg.prefetch_batches);
+    let mut waited = Instant::now();
+    let plot = |loss: &[(f64, f64)], ap: &[(f64, f64)], ap50: &[(f64, f64)], x_max: u64| {
+        write_plot(
+            &out_dir.join("plot.png"),
+            &[Series { name: "loss".into(), points: loss.to_vec() }],
+            &[Series { name: "AP".into(), points: ap.to_vec() }, Series { name: "AP50".into(), points: ap50.to_vec() }],
+            x_max as f64,
+        )
+    };
+    let evaluate_now = |model: &SsdLite, log: &mut Log, pos: Position| -> Result<Option<EvalResult>> {
+        let (Some(v), Some(vs)) = (&cfg.val, &val_set) else { return Ok(None) };
+        let r = evaluate_detector(model, &vs.samples, &v.annotations, cfg.batch_size, cfg.eval_score_threshold)?;
+        log.write(serde_json::json!({
+            "type": "eval", "step": pos.step, "epoch": pos.epoch, "ap": r.stats[0], "ap50": r.stats[1],
+            "stats": r.stats, "images": r.images, "detections": r.detections,
+        }))?;
+        Ok(Some(r))
+    };
+    while pos.step < stop_at {
+        let Ok(batch) = rx.recv() else { break };
+        for issue in &batch.issues {
+            report(issue, &mut log, &pb)?;
+        }
+        let epoch_end = batch.batch_in_epoch + 1 == batch.batches_in_epoch;
+        let next = if epoch_end {
+            Position { step: pos.step, epoch: batch.epoch + 1, batch_in_epoch: 0 }
+        } else {
+            Position { step: pos.step, epoch: batch.epoch, batch_in_epoch: batch.batch_in_epoch + 1 }
+        };
+        if batch.count > 0 {
+            let lr = schedule.lr(pos.step);
+            let t0 = Instant::now();
+            let s = train_step(&model, &mut optimizer, &batch, lr, cfg.neg_to_pos)?;
+            let step_s = t0.elapsed().as_secs_f64();
+            let wall_s = waited.elapsed().as_secs_f64();
+            waited = Instant::now();
+            step_rates.push(batch.count as f64 / step_s);
+            wall_rates.push(batch.count as f64 / wall_s);
+            last_loss = s.loss;
+            pos = Position { step: pos.step + 1, ..next };
+            pb.set_position(pos.step);
+            pb.set_message(format!(
+                "ep {} loss {:.3} (cls {:.3} reg {:.3}) lr {:.2e} {:.1} img/s",
+                batch.epoch + 1,
+                s.loss,
+                s.classification,
+                s.regression,
+                lr,
+                batch.count as f64 / wall_s
+            ));
+            if pos.step % cfg.log_every_steps == 0 || pos.step == 1 {
+                loss_hist.push((pos.step as f64, s.loss as f64));
+                log.write(serde_json::json!({
+                    "type": "step", "step": pos.step, "epoch": batch.epoch, "loss": s.loss, "cls": s.classification,
+                    "reg": s.regression, "lr": lr, "positives": s.positives, "images": batch.count,
+                    "step_images_per_s": batch.count as f64 / step_s, "images_per_s": batch.count as f64 / wall_s,
+                    "elapsed_s": started.elapsed().as_secs_f64(),
+                }))?;
+            }
+            if pos.step % cfg.checkpoint_every_steps == 0 {
+                checkpoint::save(&varmap, &optimizer, pos, &weights_path, &ckpt_path)?;
+            }
+        } else {
+            pos = next;
+        }
+        let eval_due = epoch_end && cfg.eval_every_epochs > 0 && (batch.epoch + 1) % cfg.eval_every_epochs == 0;
+        if eval_due && pos.step < stop_at {
+            if let Some(r) = evaluate_now(&model, &mut log, pos)? {
+                pb.println(format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
+                ap_hist.push((pos.step as f64, r.stats[0]));
+                ap50_hist.push((pos.step as f64, r.stats[1]));
+                for issue in &r.issues {
+                    report(issue, &mut log, &pb)?;
+                }
+                last_eval = Some(r);
+            }
+            plot(&loss_hist, &ap_hist, &ap50_hist, stop_at)?;
+        }
+    }
+    drop(rx);
+    // The producer ends once the channel is closed; its panic would be a bug, not a data error.
+    if producer.join().is_err() {
+        return Err(TrainError::Invalid("the data loader thread panicked".into()));
+    }
+    checkpoint::save(&varmap, &optimizer, pos, &weights_path, &ckpt_path)?;
+    if let Some(r) = evaluate_now(&model, &mut log, pos)? {
+        pb.println(format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
+        ap_hist.push((pos.step as f64, r.stats[0]));
+        ap50_hist.push((pos.step as f64, r.stats[1]));
+        last_eval = Some(r);
+    }
+    plot(&loss_hist, &ap_hist, &ap50_hist, stop_at)?;
+    pb.finish();
+    Ok(RunSummary {
+        steps: pos.step,
+        last_loss,
+        last_eval,
+        step_images_per_sec: median(&mut step_rates),
+        wall_images_per_sec: median(&mut wall_rates),
+        weights: weights_path,
+        issues: {
+            issues.sort_by(|a, b| (&a.file, &a.record).cmp(&(&b.file, &b.record)));
+            issues
+        },
+    })
+}
