@@ -10,6 +10,48 @@
 //!   (`MIXDET_MIXCONV_ISA=portable` forces the portable loops).
 //! * CUDA (feature `cuda`): the same three kernels in `src/cuda/mixconv.cu`, compiled to PTX at
 //!   build time.
+//!
+//! [`MixedConv2d::forward`] is differentiable on every path: on the fused op, the input and weight
+//! gradients come from the op's own backward kernels. For inference,
+//! [`MixedConv2d::forward_fused`] also applies a per-channel bias and an activation inside the
+//! kernel, which is how a depthwise convolution followed by a BatchNorm and an activation runs
+//! once the BatchNorm is folded into it:
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use mixdet_mixconv::{FusedAct, MixedConv2d, MixedConv2dConfig};
+//!
+//! # fn main() -> candle_core::Result<()> {
+//! let dev = Device::Cpu;
+//! let config = MixedConv2dConfig::depthwise(8, vec![3, 5], 1);
+//! let weights: Vec<Tensor> = config
+//!     .weight_shapes()
+//!     .iter()
+//!     .map(|s| Tensor::randn(0f32, 0.1, s.as_slice(), &dev))
+//!     .collect::<candle_core::Result<_>>()?;
+//! // BatchNorm statistics (one per channel).
+//! let (gamma, beta) = (Tensor::ones(8, candle_core::DType::F32, &dev)?, Tensor::zeros(8, candle_core::DType::F32, &dev)?);
+//! let (mean, var) = (Tensor::zeros(8, candle_core::DType::F32, &dev)?, Tensor::ones(8, candle_core::DType::F32, &dev)?);
+//! let scale = gamma.broadcast_div(&(var + 1e-3)?.sqrt()?)?;
+//! // Fold: each group's weights scaled by its channels' `scale`, bias = beta - mean * scale.
+//! let mut start = 0;
+//! let folded = weights
+//!     .iter()
+//!     .map(|w| {
+//!         let c = w.dim(0)?;
+//!         let s = scale.narrow(0, start, c)?.reshape((c, 1, 1, 1))?;
+//!         start += c;
+//!         w.broadcast_mul(&s)
+//!     })
+//!     .collect::<candle_core::Result<Vec<_>>>()?;
+//! let bias = (beta - mean.mul(&scale)?)?;
+//! let layer = MixedConv2d::new(config, folded, None)?;
+//! let x = Tensor::randn(0f32, 1.0, (1, 8, 16, 16), &dev)?;
+//! let y = layer.forward_fused(&x, Some(&bias), FusedAct::HardSwish)?;
+//! assert_eq!(y.dims(), &[1, 8, 16, 16]);
+//! # Ok(())
+//! # }
+//! ```
 
 mod cpu;
 #[cfg(feature = "cuda")]

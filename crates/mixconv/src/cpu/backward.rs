@@ -96,7 +96,7 @@ pub(crate) unsafe fn grad_weight_channel<S: Simd8>(p: &ChannelPlanes, dst: &mut 
         let plane = n * geom.channels + p.channel;
         let input = &p.input[plane * plane_in..(plane + 1) * plane_in];
         // SAFETY: forwarded from this function's contract.
-        unsafe { layout.fill::<S>(input, &mut scratch.plane, &mut scratch.row) };
+        unsafe { layout.fill::<S>(input, &mut scratch.plane, &mut scratch.rows) };
         let grad = &p.grad_out[plane * plane_out..(plane + 1) * plane_out];
         let (g_rows, g_stride) = if copy_grad {
             for (d, s) in scratch.aux.chunks_exact_mut(owp).zip(grad.chunks_exact(ow)) {

@@ -31,7 +31,7 @@ pub(crate) unsafe fn forward_plane<S: Simd8>(p: &ForwardPlane, dst: &mut [f32], 
     let layout = PaddedInput::new(geom, g);
     scratch.reserve(layout.len(), 0);
     // SAFETY: forwarded from this function's contract.
-    unsafe { layout.fill::<S>(p.input, &mut scratch.plane, &mut scratch.row) };
+    unsafe { layout.fill::<S>(p.input, &mut scratch.plane, &mut scratch.rows) };
     scratch.input_taps(&layout);
     let first = g.weight_offset + (p.channel - g.channel_start) * g.taps();
     let taps = Taps {

@@ -52,6 +52,12 @@ impl PaddedInput {
         self.stride * self.stride * self.phase_width
     }
 
+    /// The first padded row that holds an input row, and how many do.
+    fn input_rows(&self) -> (usize, usize) {
+        let first = self.pad_top.min(self.rows);
+        (first, self.in_h.min(self.rows - first))
+    }
+
     /// Scratch offset of each tap `(ky, kx)`, row-major like the weights.
     pub fn tap_offsets(&self, out: &mut Vec<usize>) {
         let (s, d, pw) = (self.stride, self.dilation, self.phase_width);
@@ -64,12 +70,12 @@ impl PaddedInput {
     }
 
     /// Copies the `in_h x in_w` plane `src` into `dst` (`self.len()` floats), zeros around it.
-    /// `row` is a buffer for one padded row.
+    /// `rows` is a buffer for the padded input rows of a strided plane.
     ///
     /// # Safety
     /// `S` must be runnable on this CPU.
     #[inline(always)]
-    pub unsafe fn fill<S: Simd8>(&self, src: &[f32], dst: &mut [f32], row: &mut Vec<f32>) {
+    pub unsafe fn fill<S: Simd8>(&self, src: &[f32], dst: &mut [f32], rows: &mut Vec<f32>) {
         let (s, pw, w) = (self.stride, self.phase_width, self.in_w);
         let dst = &mut dst[..self.len()];
         // Padded columns [left, left + copy) come from the input; every phase reads inside
@@ -77,26 +83,33 @@ impl PaddedInput {
         let left = self.pad_left.min(s * pw);
         let copy = w.min(s * pw - left);
         if s == 2 {
-            // Pad the row contiguously, then split it into its two phases with vector shuffles:
-            // for narrow rows a per-element strided copy cost a sixth of the stride-2 forward.
-            if row.len() < 2 * pw + 1 {
-                row.resize(2 * pw + 1, 0.0);
+            // Pad the input rows contiguously into `rows`, then split each into its two phases
+            // with vector shuffles (a per-element strided copy cost a sixth of the stride-2
+            // forward). Two passes, so that the shuffles' loads do not wait on the copies' stores
+            // still in flight (store forwarding fails on overlapping loads of another width).
+            let width = 2 * pw + 1;
+            let (first, count) = self.input_rows();
+            if rows.len() < count * width {
+                rows.resize(count * width, 0.0);
             }
-            let row = &mut row[..2 * pw + 1];
-            row[..left].fill(0.0);
-            row[left + copy..].fill(0.0);
+            for (i, padded) in rows.chunks_exact_mut(width).take(count).enumerate() {
+                let iy = first + i - self.pad_top;
+                padded[..left].fill(0.0);
+                // SAFETY: `S` runnable per this function's contract.
+                unsafe { copy_short::<S>(&src[iy * w..iy * w + copy], &mut padded[left..left + copy]) };
+                padded[left + copy..].fill(0.0);
+            }
             for (r, out) in dst.chunks_exact_mut(2 * pw).enumerate() {
-                let iy = r as isize - self.pad_top as isize;
-                if iy < 0 || iy >= self.in_h as isize {
+                if r < first || r >= first + count {
                     out.fill(0.0);
                     continue;
                 }
+                let padded = &rows[(r - first) * width..(r - first + 1) * width];
+                let (even, odd) = out.split_at_mut(pw);
                 // SAFETY: `S` runnable per this function's contract.
                 unsafe {
-                    copy_short::<S>(&src[iy as usize * w..iy as usize * w + copy], &mut row[left..left + copy]);
-                    let (even, odd) = out.split_at_mut(pw);
-                    deinterleave2::<S>(&row[..2 * pw], even);
-                    deinterleave2::<S>(&row[1..2 * pw + 1], odd);
+                    deinterleave2::<S>(&padded[..2 * pw], even);
+                    deinterleave2::<S>(&padded[1..], odd);
                 }
             }
             return;

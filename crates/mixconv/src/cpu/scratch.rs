@@ -19,8 +19,8 @@ pub(crate) struct Scratch {
     pub plane: Vec<f32>,
     /// A second plane: a sub-grid result, or an output gradient padded to whole vectors.
     pub aux: Vec<f32>,
-    /// One padded input row (stride-2 planes are split into phases from it).
-    pub row: Vec<f32>,
+    /// Padded input rows (stride-2 planes are split into phases from them).
+    pub rows: Vec<f32>,
     /// Tap offsets into `plane`.
     pub offsets: Vec<usize>,
     /// Tap weights, where they are not a contiguous slice of the packed weights.
