@@ -28,6 +28,10 @@ enum Command {
     Forward(commands::forward::ForwardArgs),
     /// Time a backbone's or detector's forward pass (median, min, max, throughput).
     Bench(commands::bench::BenchArgs),
+    /// Write a synthetic shapes detection data set in COCO layout.
+    Synth(commands::synth::SynthArgs),
+    /// Train a detector from a training config (COCO-format data).
+    Train(commands::train::TrainArgs),
     /// List the models with their parameter counts and feature maps.
     Models(commands::models::ModelsArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
@@ -42,6 +46,8 @@ fn main() -> std::process::ExitCode {
         Command::Forward(args) => commands::forward::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Synth(args) => commands::synth::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

@@ -8,3 +8,5 @@ pub mod detector_args;
 pub mod eval;
 pub mod forward;
 pub mod models;
+pub mod synth;
+pub mod train;

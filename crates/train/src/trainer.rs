@@ -168,6 +168,11 @@ fn history(path: &Path, upto: u64) -> (Curve, Curve, Curve) {
     (loss, ap, ap50)
 }
 
+/// Prints a line to stderr above the progress bar (also when the bar is hidden).
+fn say(pb: &indicatif::ProgressBar, line: String) {
+    pb.suspend(|| eprintln!("{line}"));
+}
+
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -201,7 +206,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut report = |issue: &Issue, log: &mut Log, pb: &indicatif::ProgressBar| -> Result<()> {
         if seen.insert((issue.file.clone(), issue.record.clone())) {
-            pb.println(format!("warning: {issue}"));
+            say(&pb, format!("warning: {issue}"));
             log.write(serde_json::json!({"type": "issue", "file": issue.file, "record": issue.record, "message": issue.message}))?;
         }
         Ok(())
@@ -227,13 +232,16 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 det_cfg.backbone
             )));
         }
-        pb.println(format!(
-            "backbone: {} tensors from {} ({} unused, {} left initialised)",
-            r.loaded,
-            path.display(),
-            r.unused.len(),
-            r.missing.len()
-        ));
+        say(
+            &pb,
+            format!(
+                "backbone: {} tensors from {} ({} unused, {} left initialised)",
+                r.loaded,
+                path.display(),
+                r.unused.len(),
+                r.missing.len()
+            ),
+        );
     }
     let anchors = input_anchors(&model)?;
     let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
@@ -244,7 +252,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             return Err(TrainError::Invalid(format!("--resume: {} does not exist", ckpt_path.display())));
         }
         pos = checkpoint::load(&varmap, &mut optimizer, &ckpt_path)?;
-        pb.println(format!("resumed at step {} (epoch {}, batch {})", pos.step, pos.epoch + 1, pos.batch_in_epoch));
+        say(&pb, format!("resumed at step {} (epoch {}, batch {})", pos.step, pos.epoch + 1, pos.batch_in_epoch));
     }
     let samples = Arc::new(train_set.samples);
     let spec = LoaderSpec {
@@ -353,7 +361,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         let eval_due = epoch_end && cfg.eval_every_epochs > 0 && (batch.epoch + 1) % cfg.eval_every_epochs == 0;
         if eval_due && pos.step < stop_at {
             if let Some(r) = evaluate_now(&model, &mut log, pos)? {
-                pb.println(format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
+                say(&pb, format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
                 ap_hist.push((pos.step as f64, r.stats[0]));
                 ap50_hist.push((pos.step as f64, r.stats[1]));
                 for issue in &r.issues {
@@ -371,7 +379,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     checkpoint::save(&varmap, &optimizer, pos, &weights_path, &ckpt_path)?;
     if let Some(r) = evaluate_now(&model, &mut log, pos)? {
-        pb.println(format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
+        say(&pb, format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
         ap_hist.push((pos.step as f64, r.stats[0]));
         ap50_hist.push((pos.step as f64, r.stats[1]));
         last_eval = Some(r);
