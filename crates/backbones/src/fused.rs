@@ -28,10 +28,10 @@ impl Activation {
             Activation::Identity => {}
             Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
             Activation::Relu6 => xs.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-            Activation::Silu => xs.iter_mut().for_each(|x| *x /= 1.0 + (-*x).exp()),
+            Activation::Silu => crate::fast_math::silu_inplace(xs),
             Activation::HardSwish => xs.iter_mut().for_each(|x| *x *= (*x + 3.0).clamp(0.0, 6.0) / 6.0),
             Activation::HardSigmoid => xs.iter_mut().for_each(|x| *x = (*x + 3.0).clamp(0.0, 6.0) / 6.0),
-            Activation::Sigmoid => xs.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+            Activation::Sigmoid => crate::fast_math::sigmoid_inplace(xs),
         }
     }
 }
