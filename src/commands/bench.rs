@@ -17,8 +17,15 @@ use mixdet_detect::{DetectorConfig, SsdLite};
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Backbone (`mixdet models`) or detector (built-in name or config .json).
-    #[arg(long)]
-    pub model: String,
+    #[arg(long, required_unless_present = "nms")]
+    pub model: Option<String>,
+    /// Instead of a model, time class-aware NMS (IoU 0.5) on this many synthetic boxes, the same
+    /// boxes as `coco_tools/bench_nms.py` gives torchvision's `batched_nms`.
+    #[arg(long, value_name = "BOXES")]
+    pub nms: Option<usize>,
+    /// Classes of the synthetic NMS boxes.
+    #[arg(long, default_value_t = 80)]
+    pub classes: usize,
     /// Square input size (detectors: default their own input size).
     #[arg(long)]
     pub input: Option<usize>,
@@ -80,6 +87,32 @@ fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<(
     ))
 }
 
+/// Synthetic boxes shared with `coco_tools/bench_nms.py`: corners from `uniform01` keyed by the
+/// box count, 640-pixel image, sides 8..136 px, scores uniform, classes uniform.
+fn nms_step(n: usize, classes: usize) -> Result<(Step, [usize; 4])> {
+    use mixdet_backbones::synthetic::uniform01;
+    let u = uniform01(&format!("bench.nms.boxes.{n}"), n * 4);
+    let boxes: Vec<[f32; 4]> = u
+        .chunks(4)
+        .map(|r| {
+            let (x, y) = (r[0] * 640.0, r[1] * 640.0);
+            [x as f32, y as f32, (x + 8.0 + r[2] * 128.0) as f32, (y + 8.0 + r[3] * 128.0) as f32]
+        })
+        .collect();
+    let scores: Vec<f32> = uniform01(&format!("bench.nms.scores.{n}"), n).into_iter().map(|s| s as f32).collect();
+    let labels: Vec<i64> = uniform01(&format!("bench.nms.classes.{n}"), n)
+        .into_iter()
+        .map(|c| (c * classes as f64).floor() as i64)
+        .collect();
+    Ok((
+        Box::new(move || {
+            std::hint::black_box(mixdet_detect::nms::batched_nms(&boxes, &scores, &labels, 0.5));
+            Ok(())
+        }),
+        [n, 4, 1, 1],
+    ))
+}
+
 fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Result<(Step, [usize; 4])> {
     let mut model = match &args.weights {
         Some(w) => SsdLite::from_file(cfg, w, device)?,
@@ -123,18 +156,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         crate::threads::set_threads(t)?;
     }
     let device = crate::device::parse_device(&args.device)?;
-    let (step, shape) = match ModelSpec::by_name(&args.model, None) {
-        Ok(spec) => backbone_step(&args, spec, &device)?,
-        Err(_) => {
-            let cfg = DetectorConfig::resolve(&args.model).with_context(|| {
-                format!(
-                    "{:?} is neither a backbone ({}) nor a detector",
-                    args.model,
-                    mixdet_backbones::MODEL_NAMES.join(", ")
-                )
-            })?;
-            detector_step(&args, cfg, &device)?
+    let (name, (step, shape)) = match (&args.model, args.nms) {
+        (_, Some(n)) => (format!("batched_nms({n} boxes, {} classes)", args.classes), nms_step(n, args.classes)?),
+        (Some(model), None) => {
+            let prepared = match ModelSpec::by_name(model, None) {
+                Ok(spec) => backbone_step(&args, spec, &device)?,
+                Err(_) => {
+                    let cfg = DetectorConfig::resolve(model).with_context(|| {
+                        let names = mixdet_backbones::MODEL_NAMES.join(", ");
+                        format!("{model:?} is neither a backbone ({names}) nor a detector")
+                    })?;
+                    detector_step(&args, cfg, &device)?
+                }
+            };
+            (model.clone(), prepared)
         }
+        (None, None) => anyhow::bail!("give --model NAME or --nms BOXES"),
     };
     for _ in 0..args.warmup {
         step()?;
@@ -150,15 +187,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let throughput = shape[0] as f64 * 1e3 / med;
     let threads = candle_core::utils::get_num_threads();
     println!(
-        "{}: input {:?}, {} threads, {} iters: median {med:.2} ms, min {min:.2} ms, max {max:.2} ms, {throughput:.1} images/s",
-        args.model,
+        "{name}: input {:?}, {} threads, {} iters: median {med:.2} ms, min {min:.2} ms, max {max:.2} ms, {throughput:.1} images/s",
         shape,
         threads,
         times.len()
     );
     if args.json {
         let line = serde_json::json!({
-            "model": args.model, "input": shape, "threads": threads, "iters": times.len(),
+            "model": name, "input": shape, "threads": threads, "iters": times.len(),
             "median_ms": med, "min_ms": min, "max_ms": max, "images_per_s": throughput,
             "dtype": format!("{:?}", DType::F32),
         });
