@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Detectors: time the whole per-image path on this image (RGB conversion, normalisation and
+    /// resize, forward, post-processing, rescaling to the image), as `mixdet detect` runs it after
+    /// decoding.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
     /// Time the training-capable layers (BatchNorm not folded) instead of the inference form.
     #[arg(long)]
     pub unfused: bool,
@@ -128,8 +133,26 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
     let [h, w] = model.config().input_size;
     let (h, w) = args.input.map_or((h, w), |s| (s, s));
     let shape = [args.batch, 3, h, w];
-    let x = Tensor::randn(0f32, 1.0, shape.as_slice(), device)?;
     let post = model.config().postprocess;
+    if let Some(path) = &args.image {
+        let img = crate::preprocess::load_rgb(path)?;
+        let dev = device.clone();
+        return Ok((
+            Box::new(move || {
+                let (iw, ih) = img.dimensions();
+                let planar = mixdet_detect::PlanarImage::from_rgb8(img.as_raw(), iw as usize, ih as usize);
+                let x = Tensor::from_vec(model.preprocess_image(planar), (1, 3, h, w), &dev)?;
+                let out = model.forward_t(&x, false)?;
+                for mut d in model.postprocess(&out, &post)? {
+                    d.rescale(model.config().input_size, [ih as usize, iw as usize]);
+                    std::hint::black_box(d);
+                }
+                Ok(())
+            }),
+            [1, 3, h, w],
+        ));
+    }
+    let x = Tensor::randn(0f32, 1.0, shape.as_slice(), device)?;
     Ok((
         Box::new(move || {
             let out = model.forward_t(&x, false)?;
