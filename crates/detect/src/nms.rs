@@ -2,32 +2,75 @@
 //! suppressed when its IoU with a kept box is strictly above the threshold, candidates visited in
 //! descending score order (stable), computed in f32 in torchvision's order.
 
+/// Suppresses every box after `i` whose IoU with box `i` is above `thr`. Boxes are in score
+/// order as structure-of-arrays so that the loop vectorises; the IoU is computed exactly as
+/// torchvision's kernel computes it (f32, `inter / (area_i + area_j - inter)`), including for
+/// boxes already suppressed, which keeps the loop branch-free.
+#[inline(always)]
+fn suppress_after(i: usize, c: &Columns, thr: f32, suppressed: &mut [u8]) {
+    let (ix1, iy1, ix2, iy2, ia) = (c.x1[i], c.y1[i], c.x2[i], c.y2[i], c.area[i]);
+    let n = c.x1.len();
+    let range = i + 1..n;
+    for ((((((s, &x1), &y1), &x2), &y2), &a), _) in suppressed[range.clone()]
+        .iter_mut()
+        .zip(&c.x1[range.clone()])
+        .zip(&c.y1[range.clone()])
+        .zip(&c.x2[range.clone()])
+        .zip(&c.y2[range.clone()])
+        .zip(&c.area[range.clone()])
+        .zip(range)
+    {
+        let w = (ix2.min(x2) - ix1.max(x1)).max(0.0);
+        let h = (iy2.min(y2) - iy1.max(y1)).max(0.0);
+        let inter = w * h;
+        *s |= (inter / (ia + a - inter) > thr) as u8;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn suppress_after_avx2(i: usize, c: &Columns, thr: f32, suppressed: &mut [u8]) {
+    suppress_after(i, c, thr, suppressed)
+}
+
+/// Box corners and areas in score order.
+struct Columns {
+    x1: Vec<f32>,
+    y1: Vec<f32>,
+    x2: Vec<f32>,
+    y2: Vec<f32>,
+    area: Vec<f32>,
+}
+
 /// Indices of the boxes kept by greedy NMS, in descending score order.
 pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
     let mut order: Vec<usize> = (0..boxes.len()).collect();
     // Stable sort, descending; NaN scores go last instead of panicking.
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
-    let mut suppressed = vec![false; boxes.len()];
+    let col = |f: fn(&[f32; 4]) -> f32| order.iter().map(|&i| f(&boxes[i])).collect::<Vec<f32>>();
+    let c = Columns {
+        x1: col(|b| b[0]),
+        y1: col(|b| b[1]),
+        x2: col(|b| b[2]),
+        y2: col(|b| b[3]),
+        area: col(|b| (b[2] - b[0]) * (b[3] - b[1])),
+    };
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let mut suppressed = vec![0u8; order.len()];
     let mut keep = Vec::new();
-    for (oi, &i) in order.iter().enumerate() {
-        if suppressed[i] {
+    for i in 0..order.len() {
+        if suppressed[i] != 0 {
             continue;
         }
-        keep.push(i);
-        let bi = boxes[i];
-        for &j in &order[oi + 1..] {
-            if suppressed[j] {
-                continue;
-            }
-            let bj = boxes[j];
-            let w = (bi[2].min(bj[2]) - bi[0].max(bj[0])).max(0.0);
-            let h = (bi[3].min(bj[3]) - bi[1].max(bj[1])).max(0.0);
-            let inter = w * h;
-            if inter / (areas[i] + areas[j] - inter) > iou_threshold {
-                suppressed[j] = true;
-            }
+        keep.push(order[i]);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            unsafe { suppress_after_avx2(i, &c, iou_threshold, &mut suppressed) };
+            continue;
         }
+        suppress_after(i, &c, iou_threshold, &mut suppressed);
     }
     keep
 }
@@ -39,12 +82,16 @@ pub fn batched_nms(boxes: &[[f32; 4]], scores: &[f32], classes: &[i64], iou_thre
     for (i, &c) in classes.iter().enumerate() {
         by_class.entry(c).or_default().push(i);
     }
-    let mut keep: Vec<usize> = Vec::new();
-    for idx in by_class.values() {
-        let b: Vec<[f32; 4]> = idx.iter().map(|&i| boxes[i]).collect();
-        let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
-        keep.extend(nms(&b, &s, iou_threshold).into_iter().map(|k| idx[k]));
-    }
+    use rayon::prelude::*;
+    let groups: Vec<&Vec<usize>> = by_class.values().collect();
+    let mut keep: Vec<usize> = groups
+        .par_iter()
+        .flat_map_iter(|idx| {
+            let b: Vec<[f32; 4]> = idx.iter().map(|&i| boxes[i]).collect();
+            let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
+            nms(&b, &s, iou_threshold).into_iter().map(|k| idx[k])
+        })
+        .collect();
     keep.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     keep
 }
