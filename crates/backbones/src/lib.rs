@@ -6,7 +6,6 @@
 
 pub mod arch;
 pub mod efficientnet;
-pub mod fast_math;
 pub mod fused;
 pub mod layers;
 pub mod mobilenetv3;

@@ -27,7 +27,7 @@ impl FusedAct {
             FusedAct::None => {}
             FusedAct::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
             FusedAct::Relu6 => xs.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-            FusedAct::Silu => xs.iter_mut().for_each(|x| *x /= 1.0 + (-*x).exp()),
+            FusedAct::Silu => crate::fast_math::silu_inplace(xs),
             FusedAct::HardSwish => xs.iter_mut().for_each(|x| *x *= (*x + 3.0).clamp(0.0, 6.0) / 6.0),
         }
     }

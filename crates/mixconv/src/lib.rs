@@ -54,6 +54,7 @@
 //! ```
 
 mod cpu;
+pub mod fast_math;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod fused_act;
