@@ -142,7 +142,11 @@ impl ConvBnAct {
     /// Folds the BatchNorm into the convolution for inference (idempotent; call again after
     /// changing the weights).
     pub fn fuse(&mut self) -> Result<()> {
+        // Detached: candle_nn keeps running statistics as `Var`s, and anything derived from a
+        // `Var` counts as "needs gradients", which would send the MixConv kernel down its
+        // differentiable (unfused) path.
         let (scale, shift) = self.bn.affine()?;
+        let (scale, shift) = (scale.detach(), shift.detach());
         let conv = self.conv.scaled(&scale)?;
         let bias_values = shift.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         self.folded = Some(Folded { conv, bias: shift, bias_values, act: self.bn.activation() });
@@ -385,4 +389,37 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<candle_nn
 /// Global average pooling `(N, C, H, W) -> (N, C)` then a linear classifier.
 pub fn classify(x: &Tensor, fc: &candle_nn::Linear) -> Result<Tensor> {
     fc.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// Folded weights must not track gradients even when the model was built from `Var`s (as
+    /// candle_nn's BatchNorm always makes its running statistics), or the MixConv kernel falls
+    /// back to its differentiable, unfused path.
+    #[test]
+    fn folded_weights_do_not_track_gradients() -> Result<()> {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let spec = ConvSpec {
+            in_chs: 8,
+            out_chs: 8,
+            kernel: KernelSpec::Mixed(vec![3, 5]),
+            stride: 1,
+            dilation: 1,
+            depthwise: true,
+            padding: PaddingMode::Symmetric,
+        };
+        let mut layer = ConvBnAct::load(&spec, 1e-5, Activation::Silu, vb.pp("conv"), vb.pp("bn"))?;
+        layer.fuse()?;
+        let folded = layer.folded.as_ref().expect("fused");
+        assert!(!folded.bias.track_op());
+        let Conv::Mixed(m) = &folded.conv else { panic!("a MixConv stays a MixConv") };
+        assert!(m.weights().iter().all(|w| !w.track_op()));
+        let x = Tensor::randn(0f32, 1.0, (1, 8, 6, 6), &Device::Cpu)?;
+        assert!(m.uses_fused_op(&x));
+        Ok(())
+    }
 }
