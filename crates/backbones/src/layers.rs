@@ -257,15 +257,16 @@ impl Conv {
         }
     }
 
-    /// The same convolution with every output channel's weights multiplied by `scale[o]`.
+    /// The same convolution with every output channel's weights multiplied by `scale[o]`, for
+    /// inference: the result is detached from any autograd graph.
     pub fn scaled(&self, scale: &Tensor) -> Result<Self> {
         let per_out = |w: &Tensor, s: &Tensor| -> Result<Tensor> {
             let o = w.dim(0)?;
-            w.broadcast_mul(&s.reshape((o, 1, 1, 1))?)
+            Ok(w.broadcast_mul(&s.reshape((o, 1, 1, 1))?)?.detach())
         };
         Ok(match self {
             Conv::Pointwise { weight, bias } => {
-                let bias = bias.as_ref().map(|b| b * scale).transpose()?;
+                let bias = bias.as_ref().map(|b| (b * scale).map(|t| t.detach())).transpose()?;
                 Conv::Pointwise { weight: per_out(weight, scale)?, bias }
             }
             Conv::Dense { weight, stride, padding } => {
