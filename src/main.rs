@@ -39,6 +39,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    threads::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect(args) => commands::detect::run(args),

@@ -206,7 +206,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut report = |issue: &Issue, log: &mut Log, pb: &indicatif::ProgressBar| -> Result<()> {
         if seen.insert((issue.file.clone(), issue.record.clone())) {
-            say(&pb, format!("warning: {issue}"));
+            say(pb, format!("warning: {issue}"));
             log.write(serde_json::json!({"type": "issue", "file": issue.file, "record": issue.record, "message": issue.message}))?;
         }
         Ok(())
