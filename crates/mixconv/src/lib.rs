@@ -54,9 +54,9 @@
 //! ```
 
 mod cpu;
-pub mod fast_math;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod fast_math;
 mod fused_act;
 mod geometry;
 pub mod mixed_conv;
