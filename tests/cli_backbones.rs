@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::synthetic_tensor;
+use mixdet_backbones::synthetic::{state_dict_from_manifest, synthetic_tensor};
 
 fn mixdet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mixdet"))
@@ -17,16 +17,7 @@ fn fixtures() -> PathBuf {
 
 /// Writes the reference model's synthetic state dict (keys from the fixture manifest) as safetensors.
 fn write_synthetic_weights(model: &str, dir: &Path) -> PathBuf {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{model}.json"))).expect("manifest"))
-            .expect("json");
-    let mut sd = HashMap::new();
-    for e in manifest["state_dict"].as_array().expect("keys") {
-        let key = e[0].as_str().expect("key");
-        let shape: Vec<usize> =
-            e[1].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize).collect();
-        sd.insert(key.to_string(), synthetic_tensor(key, &shape, &Device::Cpu).expect("tensor"));
-    }
+    let sd = state_dict_from_manifest(&fixtures().join(format!("{model}.json")), &Device::Cpu).expect("manifest");
     let path = dir.join(format!("{model}.safetensors"));
     candle_core::safetensors::save(&sd, &path).expect("write weights");
     path

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::synthetic_tensor;
+use mixdet_backbones::synthetic::state_dict_from_manifest;
 
 fn mixdet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mixdet"))
@@ -17,22 +17,8 @@ fn root() -> PathBuf {
 
 /// torchvision's ssdlite320_mobilenet_v3_large state dict with synthetic values, as safetensors.
 fn synthetic_ssdlite(dir: &Path) -> PathBuf {
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/ssdlite/ssdlite320_mobilenet_v3_large.json"))
-            .expect("manifest"),
-    )
-    .expect("json");
-    let sd: HashMap<String, Tensor> = manifest["state_dict"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|e| {
-            let k = e[0].as_str().expect("key");
-            let s: Vec<usize> =
-                e[1].as_array().expect("shape").iter().map(|d| d.as_u64().expect("d") as usize).collect();
-            (k.to_string(), synthetic_tensor(k, &s, &Device::Cpu).expect("tensor"))
-        })
-        .collect();
+    let manifest = root().join("tests/fixtures/ssdlite/ssdlite320_mobilenet_v3_large.json");
+    let sd = state_dict_from_manifest(&manifest, &Device::Cpu).expect("manifest");
     let path = dir.join("ssdlite.safetensors");
     candle_core::safetensors::save(&sd, &path).expect("write");
     path

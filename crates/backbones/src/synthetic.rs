@@ -5,6 +5,7 @@
 //! the reference outputs. See `coco_tools/synthetic.py` for the value rules.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -69,6 +70,31 @@ pub fn synthetic_state_dict<'a>(
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
     keys.into_iter().map(|(k, s)| Ok((k.to_string(), synthetic_tensor(k, s, device)?))).collect()
+}
+
+/// The synthetic state dict described by a fixture manifest written by the `coco_tools/make_*_fixtures.py`
+/// scripts: a JSON object whose `state_dict` is a list of `[key, shape, dtype]` in the reference's order.
+pub fn state_dict_from_manifest(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+    let entries = manifest["state_dict"]
+        .as_array()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{}: no `state_dict` list", path.display())))?;
+    let bad = |what: &str| candle_core::Error::Msg(format!("{}: malformed state_dict entry ({what})", path.display()));
+    let mut out = HashMap::with_capacity(entries.len());
+    for e in entries {
+        let key = e[0].as_str().ok_or_else(|| bad("key"))?;
+        let shape = e[1]
+            .as_array()
+            .ok_or_else(|| bad("shape"))?
+            .iter()
+            .map(|d| d.as_u64().map(|d| d as usize).ok_or_else(|| bad("dimension")))
+            .collect::<Result<Vec<_>>>()?;
+        out.insert(key.to_string(), synthetic_tensor(key, &shape, device)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

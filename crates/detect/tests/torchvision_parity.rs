@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::{synthetic_tensor, synthetic_values, uniform01};
+use mixdet_backbones::synthetic::{state_dict_from_manifest, synthetic_values, uniform01};
 use mixdet_detect::nms::batched_nms;
 use mixdet_detect::preprocess::{resize_bilinear, PlanarImage};
 use mixdet_detect::{DetectorConfig, SsdLite};
@@ -43,25 +43,13 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// torchvision's state dict: synthetic values, with the BatchNorm statistics the fixture script
 /// calibrated on the input (stored as `bn.<key>`).
 fn torchvision_model(refs: &HashMap<String, Tensor>) -> SsdLite {
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("ssdlite320_mobilenet_v3_large.json")).expect("manifest"),
-    )
-    .expect("json");
-    let sd: HashMap<String, Tensor> = manifest["state_dict"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|e| {
-            let k = e[0].as_str().expect("key");
-            let s: Vec<usize> =
-                e[1].as_array().expect("shape").iter().map(|d| d.as_u64().expect("d") as usize).collect();
-            (k.to_string(), synthetic_tensor(k, &s, &Device::Cpu).expect("tensor"))
-        })
-        .map(|(k, t)| {
-            let t = refs.get(&format!("bn.{k}")).cloned().unwrap_or(t);
-            (k, t)
-        })
-        .collect();
+    let mut sd = state_dict_from_manifest(&fixtures().join("ssdlite320_mobilenet_v3_large.json"), &Device::Cpu)
+        .expect("manifest");
+    for (k, t) in sd.iter_mut() {
+        if let Some(calibrated) = refs.get(&format!("bn.{k}")) {
+            *t = calibrated.clone();
+        }
+    }
     let cfg = DetectorConfig::resolve("ssdlite320_mobilenet_v3_large").expect("built-in");
     SsdLite::from_state_dict(cfg, sd, "torchvision", &Device::Cpu)
         .unwrap_or_else(|e| panic!("torchvision's state dict must load strictly: {e}"))
