@@ -52,6 +52,9 @@ pub struct BenchArgs {
     /// decoding.
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
+    /// Detectors: time backbone, extra layers and head only (no post-processing).
+    #[arg(long)]
+    pub forward_only: bool,
     /// Time the training-capable layers (BatchNorm not folded) instead of the inference form.
     #[arg(long)]
     pub unfused: bool,
@@ -153,10 +156,15 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
         ));
     }
     let x = Tensor::randn(0f32, 1.0, shape.as_slice(), device)?;
+    let forward_only = args.forward_only;
     Ok((
         Box::new(move || {
             let out = model.forward_t(&x, false)?;
-            model.postprocess(&out, &post)?;
+            if forward_only {
+                out.cls_logits.to_device(&Device::Cpu)?;
+            } else {
+                model.postprocess(&out, &post)?;
+            }
             Ok(())
         }),
         shape,
