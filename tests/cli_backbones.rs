@@ -1,15 +1,14 @@
 //! End-to-end tests of `mixdet forward`, `classify` and `models` through the built binary.
 
+mod common;
+
+use common::mixdet;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::{state_dict_from_manifest, synthetic_tensor};
-
-fn mixdet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mixdet"))
-}
+use mixdet_backbones::synthetic::synthetic_tensor;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones")
@@ -17,10 +16,7 @@ fn fixtures() -> PathBuf {
 
 /// Writes the reference model's synthetic state dict (keys from the fixture manifest) as safetensors.
 fn write_synthetic_weights(model: &str, dir: &Path) -> PathBuf {
-    let sd = state_dict_from_manifest(&fixtures().join(format!("{model}.json")), &Device::Cpu).expect("manifest");
-    let path = dir.join(format!("{model}.safetensors"));
-    candle_core::safetensors::save(&sd, &path).expect("write weights");
-    path
+    common::synthetic_weights(&format!("backbones/{model}.json"), dir, model)
 }
 
 fn max_rel_err(a: &Tensor, b: &Tensor) -> f32 {

@@ -1,28 +1,12 @@
 //! End-to-end tests of `mixdet detect` with torchvision's SSDLite layout and synthetic weights.
 
+mod common;
+
+use common::{mixdet, root, synthetic_ssdlite};
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::state_dict_from_manifest;
-
-fn mixdet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mixdet"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// torchvision's ssdlite320_mobilenet_v3_large state dict with synthetic values, as safetensors.
-fn synthetic_ssdlite(dir: &Path) -> PathBuf {
-    let manifest = root().join("tests/fixtures/ssdlite/ssdlite320_mobilenet_v3_large.json");
-    let sd = state_dict_from_manifest(&manifest, &Device::Cpu).expect("manifest");
-    let path = dir.join("ssdlite.safetensors");
-    candle_core::safetensors::save(&sd, &path).expect("write");
-    path
-}
 
 #[test]
 fn detect_writes_overlays_json_and_reports_bad_files() {

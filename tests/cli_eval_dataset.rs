@@ -4,27 +4,9 @@
 //! same detector must find every GT box at every IoU threshold: AR@100 = 1. (AP stays below 1
 //! only because the degenerate, zero-width boxes left out of the GT still count as false positives.)
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use candle_core::Device;
-use mixdet_backbones::synthetic::state_dict_from_manifest;
-
-fn mixdet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mixdet"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn synthetic_ssdlite(dir: &Path) -> PathBuf {
-    let manifest = root().join("tests/fixtures/ssdlite/ssdlite320_mobilenet_v3_large.json");
-    let sd = state_dict_from_manifest(&manifest, &Device::Cpu).expect("manifest");
-    let path = dir.join("ssdlite.safetensors");
-    candle_core::safetensors::save(&sd, &path).expect("write");
-    path
-}
+use common::{mixdet, root, synthetic_ssdlite};
 
 #[test]
 fn dataset_mode_runs_the_detector_and_evaluates_it() {
