@@ -3,6 +3,7 @@
 mod commands;
 mod device;
 mod inputs;
+mod output;
 mod overlay;
 mod pipeline;
 mod preprocess;

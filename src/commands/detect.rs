@@ -2,7 +2,6 @@
 //! COCO-format results and a per-image summary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -194,7 +193,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     if let Some(path) = &args.json {
         records.sort_by_key(|(i, _)| *i);
         let all: Vec<&ResultRecord> = records.iter().flat_map(|(_, r)| r).collect();
-        write_json_atomic(path, &all)?;
+        crate::output::write_json(path, &all)?;
         println!("Results: {} detections written to {}", all.len(), path.display());
         if missing_ids > 0 {
             eprintln!("warning: {missing_ids} image(s) are not in the --gt file and were left out of the JSON");
@@ -217,19 +216,4 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Serialises to a temporary file, then renames it over `path`.
-pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    {
-        let f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        let mut w = std::io::BufWriter::new(f);
-        serde_json::to_writer(&mut w, value)?;
-        w.flush()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
 }

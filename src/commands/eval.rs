@@ -193,7 +193,7 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.save_results.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
     }
-    super::detect::write_json_atomic(&args.save_results, &dets)?;
+    crate::output::write_json(&args.save_results, &dets)?;
     let n = timings.images.max(1) as f64;
     println!(
         "{} images, {} detections written to {}; speed: {:.1}ms preprocess, {:.1}ms inference, {:.1}ms postprocess per image",

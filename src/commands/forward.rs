@@ -58,7 +58,7 @@ pub fn run(args: ForwardArgs) -> Result<ExitCode> {
         }
         result
     };
-    write_safetensors_atomic(&result, &args.output)?;
+    crate::output::write_safetensors(&result, &args.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -103,17 +103,4 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
-}
-
-/// Writes to a temporary file beside `path`, then renames, so that an interrupted run never
-/// leaves a truncated file under the final name.
-pub fn write_safetensors_atomic(tensors: &HashMap<String, Tensor>, path: &std::path::Path) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let cpu: HashMap<String, Tensor> =
-        tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?))).collect::<Result<_>>()?;
-    candle_core::safetensors::save(&cpu, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
 }
