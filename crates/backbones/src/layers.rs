@@ -2,8 +2,8 @@
 //! BatchNorm + activation, squeeze-excitation, linear layers. Weights are fetched through a
 //! `VarBuilder` under PyTorch's own key names.
 
-use candle_core::{Module, ModuleT, Result, Tensor, D};
-use candle_nn::VarBuilder;
+use candle_core::{Module, Result, Tensor, Var, D};
+use candle_nn::{Init, VarBuilder};
 use mixdet_mixconv::{conv1x1, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
 
 use crate::arch::KernelSpec;
@@ -47,18 +47,33 @@ fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 /// BatchNorm2d followed by an activation (timm's `BatchNormAct2d`).
+///
+/// Training runs [`mixdet_mixconv::batch_norm_act_train`] (one op, with the activation, forward
+/// and backward) and updates the running statistics as PyTorch does (momentum 0.1, unbiased
+/// variance); inference applies the running statistics.
 #[derive(Debug, Clone)]
 pub struct BnAct {
-    bn: candle_nn::BatchNorm,
+    weight: Tensor,
+    bias: Tensor,
+    /// Shares its storage with the `VarMap` entry when training, so checkpoints see the updates.
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
     act: Activation,
     channels: usize,
 }
 
+/// PyTorch's BatchNorm momentum.
+const BN_MOMENTUM: f64 = 0.1;
+
 impl BnAct {
     /// Loads `weight`, `bias`, `running_mean`, `running_var` under `vb`.
     pub fn load(channels: usize, eps: f64, act: Activation, vb: VarBuilder) -> Result<Self> {
-        let cfg = candle_nn::BatchNormConfig { eps, remove_mean: true, affine: true, momentum: 0.1 };
-        Ok(Self { bn: candle_nn::batch_norm(channels, cfg, vb)?, act, channels })
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+        let running_mean = Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;
+        let running_var = Var::from_tensor(&vb.get_with_hints(channels, "running_var", Init::Const(1.0))?)?;
+        Ok(Self { weight, bias, running_mean, running_var, eps, act, channels })
     }
 
     /// Number of channels.
@@ -68,24 +83,32 @@ impl BnAct {
 
     /// Normalises (batch statistics when `train`, running statistics otherwise) and activates.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.act.apply(&self.bn.forward_t(x, train)?)
+        if !train {
+            let (scale, shift) = self.affine()?;
+            let shape = (1, self.channels, 1, 1);
+            let y = x.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?;
+            return self.act.apply(&y);
+        }
+        let (fused, rest) = match self.act.as_fused() {
+            Some(f) => (f, Activation::Identity),
+            None => (FusedAct::None, self.act),
+        };
+        let out = mixdet_mixconv::batch_norm_act_train(x, &self.weight, &self.bias, self.eps, fused)?;
+        let count = (x.elem_count() / self.channels) as f64;
+        let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
+        let mean = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (out.mean * BN_MOMENTUM)?)?;
+        let var = ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (out.var * (BN_MOMENTUM * unbiased))?)?;
+        self.running_mean.set(&mean.detach())?;
+        self.running_var.set(&var.detach())?;
+        rest.apply(&out.y)
     }
 
     /// The inference BatchNorm as an affine map `x * scale + shift` per channel.
     pub fn affine(&self) -> Result<(Tensor, Tensor)> {
-        let var = self.bn.running_var();
-        let scale = (var + self.bn.eps())?.sqrt()?.recip()?;
-        let (scale, shift) = match self.bn.weight_and_bias() {
-            Some((w, b)) => {
-                let scale = (scale * w)?;
-                let shift = (b - (self.bn.running_mean() * &scale)?)?;
-                (scale, shift)
-            }
-            None => {
-                let shift = (self.bn.running_mean() * &scale)?.neg()?;
-                (scale, shift)
-            }
-        };
+        let mean = self.running_mean.as_tensor().detach();
+        let var = self.running_var.as_tensor().detach();
+        let scale = ((var + self.eps)?.sqrt()?.recip()? * &self.weight)?;
+        let shift = (&self.bias - (mean * &scale)?)?;
         Ok((scale, shift))
     }
 

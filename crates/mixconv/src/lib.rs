@@ -53,6 +53,7 @@
 //! # }
 //! ```
 
+pub mod batch_norm;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
@@ -65,6 +66,7 @@ pub mod padding;
 pub mod pointwise;
 pub mod split;
 
+pub use batch_norm::{batch_norm_act_train, BatchNormTrainOutput};
 pub use cpu::simd::Isa;
 pub use fused_act::FusedAct;
 pub use mixed_conv::{MixConvError, MixConvImpl, MixedConv2d, MixedConv2dConfig};
