@@ -7,6 +7,7 @@ mod output;
 mod overlay;
 mod pipeline;
 mod preprocess;
+mod shipped;
 mod threads;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// List the models with their parameter counts and feature maps.
     Models(commands::models::ModelsArgs),
+    /// Convert a state dict (.pth / .safetensors) to safetensors, optionally to f16 / bf16.
+    Convert(commands::convert::ConvertArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
     Eval(commands::eval::EvalArgs),
 }
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => commands::synth::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Convert(args) => commands::convert::run(args),
     };
     match result {
         Ok(code) => code,

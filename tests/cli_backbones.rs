@@ -120,7 +120,7 @@ fn classify_reports_bad_images_and_goes_on() {
     std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 definitely not a jpeg").expect("write");
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "hello").expect("write");
-    let cat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/images/cat.jpg");
+    let cat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/photos/cat.jpg");
     let out = mixdet()
         .arg("classify")
         .arg(&corrupt)

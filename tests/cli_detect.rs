@@ -15,7 +15,7 @@ fn detect_writes_overlays_json_and_reports_bad_files() {
     let images = dir.path().join("images");
     std::fs::create_dir(&images).expect("mkdir");
     for f in ["cat.jpg", "coffee.jpg", "astronaut.jpg"] {
-        std::fs::copy(root().join("examples/images").join(f), images.join(f)).expect("copy");
+        std::fs::copy(root().join("examples/photos").join(f), images.join(f)).expect("copy");
     }
     std::fs::write(images.join("broken.png"), b"\x89PNG\r\n\x1a\n truncated").expect("write");
     let out = dir.path().join("out");
@@ -23,7 +23,7 @@ fn detect_writes_overlays_json_and_reports_bad_files() {
     let run = mixdet()
         .arg("detect")
         .arg(&images)
-        .arg("--weights")
+        .args(["--model", "ssdlite320_mobilenet_v3_large", "--weights"])
         .arg(&weights)
         .arg("--out")
         .arg(&out)
@@ -58,12 +58,12 @@ fn detect_never_overwrites_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = synthetic_ssdlite(dir.path());
     let img = dir.path().join("cat.jpg");
-    std::fs::copy(root().join("examples/images/cat.jpg"), &img).expect("copy");
+    std::fs::copy(root().join("examples/photos/cat.jpg"), &img).expect("copy");
     let before = std::fs::read(&img).expect("read");
     let run = mixdet()
         .arg("detect")
         .arg(&img)
-        .arg("--weights")
+        .args(["--model", "ssdlite320_mobilenet_v3_large", "--weights"])
         .arg(&weights)
         .arg("--out")
         .arg(dir.path())
@@ -85,7 +85,7 @@ fn detect_errors_are_one_line() {
     assert!(err.contains("no images") && err.lines().count() == 1, "{err}");
     let run = mixdet()
         .arg("detect")
-        .arg(root().join("examples/images/cat.jpg"))
+        .arg(root().join("examples/photos/cat.jpg"))
         .args(["--model", "nope", "--weights", "w.safetensors"])
         .output()
         .expect("run");

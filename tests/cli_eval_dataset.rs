@@ -13,13 +13,13 @@ fn dataset_mode_runs_the_detector_and_evaluates_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = synthetic_ssdlite(dir.path());
     let names = ["cat.jpg", "coffee.jpg", "astronaut.jpg"];
-    let images = root().join("examples/images");
+    let images = root().join("examples/photos");
     // 1. Confident detections of the detector itself...
     let dets_path = dir.path().join("confident.json");
     let run = mixdet()
         .arg("detect")
         .args(names.iter().map(|n| images.join(n)))
-        .arg("--weights")
+        .args(["--model", "ssdlite320_mobilenet_v3_large", "--weights"])
         .arg(&weights)
         .args(["--no-overlay", "--score-threshold", "0.4", "--json"])
         .arg(&dets_path)
@@ -65,7 +65,7 @@ fn dataset_mode_runs_the_detector_and_evaluates_it() {
         .arg(&images)
         .arg("--annotations")
         .arg(&gt)
-        .arg("--weights")
+        .args(["--model", "ssdlite320_mobilenet_v3_large", "--weights"])
         .arg(&weights)
         .args(["--batch", "1", "--json-out"])
         .arg(&metrics)
@@ -95,7 +95,7 @@ fn dataset_mode_runs_the_detector_and_evaluates_it() {
         .arg(&images)
         .arg("--annotations")
         .arg(&gt)
-        .arg("--weights")
+        .args(["--model", "ssdlite320_mobilenet_v3_large", "--weights"])
         .arg(&weights)
         .args(["--limit", "1", "--json-out"])
         .arg(&metrics)

@@ -9,7 +9,7 @@ fn mixdet(args: &[&str]) -> std::process::Output {
 }
 
 fn write_tiny_detector(dir: &Path) -> String {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/detectors/ssdlite_synth_mixnet_s.json");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/detectors/ssdlite320_mixnet_s_shapes.json");
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
     cfg["input_size"] = serde_json::json!([64, 64]);
     let path = dir.join("detector.json");

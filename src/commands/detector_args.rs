@@ -2,20 +2,23 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use mixdet_detect::{DetectorConfig, SsdLite};
+
+use crate::shipped;
 
 /// Which detector to build and where its weights come from.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DetectorArgs {
-    /// Built-in detector name (ssdlite320_mobilenet_v3_large, ssdlite320_mixnet_s, ...) or a config .json.
-    #[arg(long, default_value = "ssdlite320_mobilenet_v3_large")]
+    /// Built-in detector name (ssdlite320_mixnet_s_shapes, ssdlite320_mobilenet_v3_large, ...) or
+    /// a config .json. The default is the shipped shapes detector, whose weights are built in.
+    #[arg(long, default_value = shipped::DEFAULT_DETECTOR)]
     pub model: String,
     /// Weights (.safetensors or .pth) with the detector's state dict, e.g. torchvision's
-    /// ssdlite320_mobilenet_v3_large COCO checkpoint.
+    /// ssdlite320_mobilenet_v3_large COCO checkpoint. Optional for the shipped detector.
     #[arg(long)]
-    pub weights: PathBuf,
+    pub weights: Option<PathBuf>,
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -27,8 +30,20 @@ impl DetectorArgs {
         let device = crate::device::parse_device(&self.device)?;
         let cfg = DetectorConfig::resolve(&self.model)?;
         let name = cfg.name.clone();
-        let mut model =
-            SsdLite::from_file(cfg, &self.weights, &device).with_context(|| format!("loading {name} weights"))?;
+        let mut model = match (&self.weights, shipped::weights(&self.model)) {
+            (Some(path), _) => {
+                SsdLite::from_file(cfg, path, &device).with_context(|| format!("loading {name} weights"))?
+            }
+            (None, Some(bytes)) => {
+                let sd = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+                    .with_context(|| format!("reading the built-in {name} weights"))?;
+                SsdLite::from_state_dict(cfg, sd, &format!("built-in {name} weights"), &device)?
+            }
+            (None, None) => bail!(
+                "{name} has no built-in weights: pass --weights <FILE> (only {} ships with weights)",
+                shipped::DEFAULT_DETECTOR
+            ),
+        };
         model.fuse_for_inference()?;
         Ok((model, device))
     }

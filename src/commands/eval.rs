@@ -44,9 +44,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub annotations: Option<PathBuf>,
     /// Data-set mode: detector (built-in name or config .json); label i is category id i.
-    #[arg(long, default_value = "ssdlite320_mobilenet_v3_large")]
+    #[arg(long, default_value = crate::shipped::DEFAULT_DETECTOR)]
     pub model: String,
-    /// Data-set mode: detector weights (.safetensors or .pth).
+    /// Data-set mode: detector weights (.safetensors or .pth); optional for the shipped detector.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Data-set mode: device (cpu, cuda, cuda:N).
@@ -71,7 +71,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let (Some(gt_path), Some(results_path)) = (args.gt.as_deref(), args.results.as_deref()) else {
         bail!(
             "mixdet eval needs --gt <instances.json> and --results <detections.json>, \
-             or --images <DIR> --annotations <instances.json> --weights <FILE> to run a detector"
+             or --images <DIR> --annotations <instances.json> [--model M --weights FILE] to run a detector"
         );
     };
     // The two files parse independently: overlap them.
@@ -135,9 +135,6 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let (Some(images), Some(annotations)) = (args.images.as_deref(), args.annotations.as_deref()) else {
         bail!("the data-set mode needs both --images <DIR> and --annotations <instances.json>");
     };
-    let Some(weights) = args.weights.clone() else {
-        bail!("the data-set mode needs --weights <FILE> for the detector");
-    };
     let gt = GroundTruth::from_path(annotations).with_context(|| format!("loading {}", annotations.display()))?;
     let mut entries: Vec<(i64, PathBuf)> = Vec::with_capacity(gt.images.len());
     for img in &gt.images {
@@ -153,8 +150,11 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if entries.is_empty() {
         bail!("{}: no images to evaluate", annotations.display());
     }
-    let detector =
-        super::detector_args::DetectorArgs { model: args.model.clone(), weights, device: args.device.clone() };
+    let detector = super::detector_args::DetectorArgs {
+        model: args.model.clone(),
+        weights: args.weights.clone(),
+        device: args.device.clone(),
+    };
     let (model, device) = detector.load()?;
     let post = model.config().postprocess;
     let files: Vec<PathBuf> = entries.iter().map(|e| e.1.clone()).collect();

@@ -3,6 +3,7 @@
 pub mod backbone_args;
 pub mod bench;
 pub mod classify;
+pub mod convert;
 pub mod detect;
 pub mod detector_args;
 pub mod eval;

@@ -446,4 +446,28 @@ mod tests {
         assert!(m.uses_fused_op(&x));
         Ok(())
     }
+
+    /// A training step updates the running statistics in the `VarMap` as PyTorch does:
+    /// `(1 - 0.1) * running + 0.1 * batch`, with the unbiased batch variance; the output is
+    /// normalised with the biased one.
+    #[test]
+    fn training_batch_norm_updates_running_statistics_like_pytorch() -> Result<()> {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let bn = BnAct::load(2, 1e-5, Activation::Identity, vb.pp("bn"))?;
+        // Channel 0 holds 1..=8, channel 1 holds 0 everywhere; 2 images of 2x2 per channel.
+        let vals: Vec<f32> = vec![1., 2., 3., 4., 0., 0., 0., 0., 5., 6., 7., 8., 0., 0., 0., 0.];
+        let x = Tensor::from_vec(vals, (2, 2, 2, 2), &Device::Cpu)?;
+        let y = bn.forward_t(&x, true)?;
+        let data = varmap.data().lock().expect("varmap");
+        let rm = data["bn.running_mean"].as_tensor().to_vec1::<f32>()?;
+        let rv = data["bn.running_var"].as_tensor().to_vec1::<f32>()?;
+        // mean 4.5, biased var 5.25, unbiased 6.0.
+        assert!((rm[0] - 0.45).abs() < 1e-6 && rm[1].abs() < 1e-6, "{rm:?}");
+        assert!((rv[0] - (0.9 + 0.6)).abs() < 1e-5 && (rv[1] - 0.9).abs() < 1e-6, "{rv:?}");
+        let y0 = y.get(0)?.get(0)?.flatten_all()?.to_vec1::<f32>()?;
+        let expected = (1.0 - 4.5) / (5.25f32 + 1e-5).sqrt();
+        assert!((y0[0] - expected).abs() < 1e-5, "{y0:?}");
+        Ok(())
+    }
 }

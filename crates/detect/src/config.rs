@@ -116,6 +116,7 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "ssdlite320_mixnet_s",
     "ssdlite320_mixnet_m",
     "ssdlite320_mixnet_l",
+    "ssdlite320_mixnet_s_shapes",
 ];
 
 fn builtin_json(name: &str) -> Option<&'static str> {
@@ -129,6 +130,7 @@ fn builtin_json(name: &str) -> Option<&'static str> {
         "ssdlite320_mixnet_s" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s.json"),
         "ssdlite320_mixnet_m" => include_str!("../../../configs/detectors/ssdlite320_mixnet_m.json"),
         "ssdlite320_mixnet_l" => include_str!("../../../configs/detectors/ssdlite320_mixnet_l.json"),
+        "ssdlite320_mixnet_s_shapes" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json"),
         _ => return None,
     })
 }

@@ -15,7 +15,7 @@ use mixdet_train::synth::{generate, SynthOptions};
 use mixdet_train::trainer::{build_model, input_anchors, train_step, trainable_params};
 
 fn tiny_config() -> DetectorConfig {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/detectors/ssdlite_synth_mixnet_s.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/detectors/ssdlite320_mixnet_s_shapes.json");
     let mut cfg = DetectorConfig::resolve(path).expect("synth detector config");
     cfg.input_size = [64, 64];
     cfg
