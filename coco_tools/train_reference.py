@@ -6,7 +6,7 @@ Random images and boxes of the detector's input size; `torch.set_num_threads(N)`
 prints the median images/s over the timed steps.
 
     /work/pyenv/venv/bin/python coco_tools/train_reference.py \
-        --detector configs/detectors/ssdlite_synth_mixnet_s.json --batch 16 --steps 10 --threads 2
+        --detector configs/detectors/ssdlite320_mixnet_s_shapes.json --batch 16 --steps 10 --threads 2
 """
 
 import argparse
@@ -66,7 +66,7 @@ def mixnet_ssdlite(cfg):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--detector", default="configs/detectors/ssdlite_synth_mixnet_s.json")
+    p.add_argument("--detector", default="configs/detectors/ssdlite320_mixnet_s_shapes.json")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use mixdet_backbones::synthetic::synthetic_tensor;
 use mixdet_backbones::weights::ShapeRecorder;
-use mixdet_backbones::{ModelOptions, ModelSpec};
+use mixdet_backbones::{macs, ModelOptions, ModelSpec};
 use mixdet_detect::{DetectorConfig, SsdLite};
 
 /// Arguments of `mixdet bench`.
@@ -69,16 +69,22 @@ fn synthetic(shapes: impl IntoIterator<Item = (String, Vec<usize>)>) -> Result<H
 
 type Step = Box<dyn Fn() -> Result<()>>;
 
-fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<(Step, [usize; 4])> {
+/// A timed step, its input shape and the multiply-adds of one image's forward pass (counted on
+/// the unfused model: folding BatchNorm does not change them).
+type Prepared = (Step, [usize; 4], Option<u64>);
+
+fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<Prepared> {
     let opts = ModelOptions::default();
     let mut net = match &args.weights {
         Some(w) => spec.load_file(&opts, w, device)?,
         None => spec.load_state_dict(&opts, synthetic(spec.state_dict_shapes(&opts)?)?, "synthetic", device)?,
     };
+    let size = args.input.unwrap_or(spec.pretrained.input_size);
+    let one = Tensor::zeros((1, 3, size, size), DType::F32, device)?;
+    let macs = macs::count(|| net.forward(&one)).1;
     if !args.unfused {
         net.fuse_for_inference()?;
     }
-    let size = args.input.unwrap_or(spec.pretrained.input_size);
     let shape = [args.batch, 3, size, size];
     let x = Tensor::randn(0f32, 1.0, shape.as_slice(), device)?;
     let dev = device.clone();
@@ -92,12 +98,13 @@ fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<(
             Ok(())
         }),
         shape,
+        Some(macs),
     ))
 }
 
 /// Synthetic boxes shared with `coco_tools/bench_nms.py`: corners from `uniform01` keyed by the
 /// box count, 640-pixel image, sides 8..136 px, scores uniform, classes uniform.
-fn nms_step(n: usize, classes: usize) -> Result<(Step, [usize; 4])> {
+fn nms_step(n: usize, classes: usize) -> Result<Prepared> {
     use mixdet_backbones::synthetic::uniform01;
     let u = uniform01(&format!("bench.nms.boxes.{n}"), n * 4);
     let boxes: Vec<[f32; 4]> = u
@@ -118,10 +125,11 @@ fn nms_step(n: usize, classes: usize) -> Result<(Step, [usize; 4])> {
             Ok(())
         }),
         [n, 4, 1, 1],
+        None,
     ))
 }
 
-fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Result<(Step, [usize; 4])> {
+fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Result<Prepared> {
     let mut model = match &args.weights {
         Some(w) => SsdLite::from_file(cfg, w, device)?,
         None => {
@@ -130,11 +138,13 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
             SsdLite::from_state_dict(cfg, synthetic(recorder.shapes())?, "synthetic", device)?
         }
     };
+    let [h, w] = model.config().input_size;
+    let (h, w) = args.input.map_or((h, w), |s| (s, s));
+    let one = Tensor::zeros((1, 3, h, w), DType::F32, device)?;
+    let macs = macs::count(|| model.forward_t(&one, false)).1;
     if !args.unfused {
         model.fuse_for_inference()?;
     }
-    let [h, w] = model.config().input_size;
-    let (h, w) = args.input.map_or((h, w), |s| (s, s));
     let shape = [args.batch, 3, h, w];
     let post = model.config().postprocess;
     if let Some(path) = &args.image {
@@ -153,6 +163,7 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
                 Ok(())
             }),
             [1, 3, h, w],
+            Some(macs),
         ));
     }
     let x = Tensor::randn(0f32, 1.0, shape.as_slice(), device)?;
@@ -168,6 +179,7 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
             Ok(())
         }),
         shape,
+        Some(macs),
     ))
 }
 
@@ -187,7 +199,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         crate::threads::set_threads(t)?;
     }
     let device = crate::device::parse_device(&args.device)?;
-    let (name, (step, shape)) = match (&args.model, args.nms) {
+    let (name, (step, shape, macs)) = match (&args.model, args.nms) {
         (_, Some(n)) => (format!("batched_nms({n} boxes, {} classes)", args.classes), nms_step(n, args.classes)?),
         (Some(model), None) => {
             let prepared = match ModelSpec::by_name(model, None) {
@@ -217,8 +229,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let (med, min, max) = (median(&times), times[0], times[times.len() - 1]);
     let throughput = shape[0] as f64 * 1e3 / med;
     let threads = candle_core::utils::get_num_threads();
+    let macs_note = macs.map_or(String::new(), |m| format!(", {:.1} M multiply-adds per image", m as f64 / 1e6));
     println!(
-        "{name}: input {:?}, {} threads, {} iters: median {med:.2} ms, min {min:.2} ms, max {max:.2} ms, {throughput:.1} images/s",
+        "{name}: input {:?}, {} threads, {} iters: median {med:.2} ms, min {min:.2} ms, max {max:.2} ms, {throughput:.1} images/s{macs_note}",
         shape,
         threads,
         times.len()
@@ -227,7 +240,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let line = serde_json::json!({
             "model": name, "input": shape, "threads": threads, "iters": times.len(),
             "median_ms": med, "min_ms": min, "max_ms": max, "images_per_s": throughput,
-            "dtype": format!("{:?}", DType::F32),
+            "dtype": format!("{:?}", DType::F32), "macs_per_image": macs,
         });
         println!("{line}");
     }

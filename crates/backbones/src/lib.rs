@@ -8,6 +8,7 @@ pub mod arch;
 pub mod efficientnet;
 pub mod fused;
 pub mod layers;
+pub mod macs;
 pub mod mobilenetv3;
 pub mod registry;
 pub mod synthetic;

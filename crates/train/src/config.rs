@@ -191,4 +191,20 @@ mod tests {
         v["bacth_size"] = 3.into();
         assert!(serde_json::from_value::<TrainConfig>(v).unwrap_err().to_string().contains("bacth_size"));
     }
+
+    /// Every training config in `configs/train/` parses, validates and names a detector config
+    /// that parses too.
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut n = 0;
+        for entry in std::fs::read_dir(root.join("configs/train")).expect("configs/train") {
+            let path = entry.expect("entry").path();
+            let cfg = TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            let det = root.join(&cfg.detector);
+            mixdet_detect::DetectorConfig::from_file(&det).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+        assert!(n >= 3, "{n} configs");
+    }
 }
