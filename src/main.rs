@@ -5,7 +5,6 @@ mod device;
 mod inputs;
 mod output;
 mod overlay;
-mod pipeline;
 mod preprocess;
 mod shipped;
 mod threads;

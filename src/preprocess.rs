@@ -1,27 +1,10 @@
-//! Image loading and the classification preprocessing of timm's pretrained configs.
+//! The classification preprocessing of timm's pretrained configs.
 
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use mixdet_backbones::{Interpolation, PretrainedConfig};
-
-/// Decodes an image file to RGB, with an error that names the file and the problem. The image
-/// crate's default limits (512 MiB per allocation) refuse huge images before they are decoded.
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    if reader.format().is_none() {
-        anyhow::bail!("{}: not a supported image (JPEG, PNG, WebP, BMP)", path.display());
-    }
-    let img: DynamicImage =
-        reader.decode().with_context(|| format!("{}: corrupt or unsupported image", path.display()))?;
-    Ok(img.to_rgb8())
-}
 
 fn filter(i: Interpolation) -> FilterType {
     match i {

@@ -148,7 +148,7 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
     let shape = [args.batch, 3, h, w];
     let post = model.config().postprocess;
     if let Some(path) = &args.image {
-        let img = crate::preprocess::load_rgb(path)?;
+        let img = mixdet_detect::load_rgb(path)?;
         let dev = device.clone();
         return Ok((
             Box::new(move || {

@@ -7,7 +7,8 @@ use anyhow::Result;
 use candle_core::D;
 
 use super::backbone_args::BackboneArgs;
-use crate::preprocess::{classification_input, load_rgb};
+use crate::preprocess::classification_input;
+use mixdet_detect::load_rgb;
 
 /// ImageNet-1k class names in index order (torchvision's list).
 const IMAGENET_LABELS: &str = include_str!("../../configs/labels/imagenet1k.txt");

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::detector_args::DetectorArgs;
 use crate::overlay::draw_detections;
-use crate::pipeline::{self, Detected, ImageOutcome};
+use mixdet_detect::batch::{self as pipeline, Detected, ImageOutcome};
 
 /// Arguments of `mixdet detect`.
 #[derive(clap::Args, Debug)]

@@ -166,7 +166,7 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let mut dets = Vec::new();
     let mut evaluated = Vec::with_capacity(entries.len());
     let mut failures = 0usize;
-    let timings = crate::pipeline::run(&model, &device, &files, args.batch, &post, false, |o| {
+    let timings = mixdet_detect::batch::run(&model, &device, &files, args.batch, &post, false, |o| {
         progress.inc(1);
         let image_id = entries[o.index].0;
         match o.result {

@@ -5,8 +5,10 @@
 //! [`postprocess::postprocess_image`] (NMS) → [`Detections`].
 
 pub mod anchors;
+pub mod batch;
 pub mod box_coder;
 pub mod config;
+pub mod image_file;
 pub mod nms;
 pub mod postprocess;
 pub mod preprocess;
@@ -14,6 +16,7 @@ pub mod ssdlite;
 
 pub use box_coder::BoxCoder;
 pub use config::{AnchorConfig, ConfigError, DetectorConfig, PostprocessConfig, BUILTIN_NAMES};
+pub use image_file::{load_rgb, ImageFileError};
 pub use postprocess::Detections;
 pub use preprocess::PlanarImage;
 pub use ssdlite::{HeadOutput, SsdLite};

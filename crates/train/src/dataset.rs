@@ -172,10 +172,9 @@ pub struct Decoded {
     pub height: usize,
 }
 
-/// Decodes an image file to RGB8.
-pub fn decode(path: &Path) -> Result<Decoded> {
-    let img = image::open(path).map_err(|source| TrainError::Image { path: path.display().to_string(), source })?;
-    let rgb = img.into_rgb8();
+/// Decodes an image file to RGB8 (the same decoder as detection's).
+pub fn decode(path: &Path) -> std::result::Result<Decoded, mixdet_detect::ImageFileError> {
+    let rgb = mixdet_detect::load_rgb(path)?;
     let (w, h) = rgb.dimensions();
     Ok(Decoded { rgb: rgb.into_raw(), width: w as usize, height: h as usize })
 }

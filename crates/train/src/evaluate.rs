@@ -1,13 +1,12 @@
 //! COCO mAP of a detector on a validation split, with the project's pycocotools-exact evaluator.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use mixdet_coco::{evaluate, Detection, GroundTruth, Params};
-use mixdet_detect::{PlanarImage, PostprocessConfig, SsdLite};
-use rayon::prelude::*;
+use mixdet_detect::{PostprocessConfig, SsdLite};
 
-use crate::dataset::{decode, Issue, Sample};
+use crate::dataset::{Issue, Sample};
 use crate::error::{Result, TrainError};
 
 /// The outcome of one evaluation.
@@ -23,7 +22,8 @@ pub struct EvalResult {
     pub issues: Vec<Issue>,
 }
 
-/// Runs `model` (eval mode) on `samples` and evaluates against the instances file `annotations`.
+/// Runs `model` (eval mode) on `samples` through detection's batch pipeline (the one `mixdet
+/// detect` and `mixdet eval` use) and evaluates against the instances file `annotations`.
 /// Detections are kept above `score_thresh` (low, so that the precision-recall curve is complete).
 pub fn evaluate_detector(
     model: &SsdLite,
@@ -34,55 +34,33 @@ pub fn evaluate_detector(
 ) -> Result<EvalResult> {
     let gt = GroundTruth::from_path(annotations)?;
     let pp = PostprocessConfig { score_thresh, ..model.config().postprocess };
-    let input = model.config().input_size;
+    let files: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let mut dets = Vec::new();
     let mut issues = Vec::new();
-    let mut images = 0;
-    for chunk in samples.chunks(batch_size.max(1)) {
-        let decoded: Vec<(i64, std::result::Result<PlanarImage, Issue>)> = chunk
-            .par_iter()
-            .map(|s| {
-                let r = decode(&s.path).map(|d| PlanarImage::from_rgb8(&d.rgb, d.width, d.height)).map_err(|e| Issue {
-                    file: s.path.display().to_string(),
-                    record: format!("image {}", s.image_id),
-                    message: e.to_string(),
-                });
-                (s.image_id, r)
-            })
-            .collect();
-        let mut ids = Vec::new();
-        let mut imgs = Vec::new();
-        for (id, r) in decoded {
-            match r {
-                Ok(img) => {
-                    ids.push(id);
-                    imgs.push(img);
+    let timings = mixdet_detect::batch::run(model, &Device::Cpu, &files, batch_size, &pp, false, |o| {
+        let image_id = samples[o.index].image_id;
+        match o.result {
+            Ok(d) => {
+                let det = &d.detections;
+                for ((b, &score), &label) in det.boxes.iter().zip(&det.scores).zip(&det.labels) {
+                    dets.push(Detection {
+                        image_id,
+                        category_id: label,
+                        bbox: [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
+                        score: score as f64,
+                    });
                 }
-                Err(issue) => issues.push(issue),
             }
+            Err(e) => issues.push(Issue {
+                file: o.path.display().to_string(),
+                record: format!("image {image_id}"),
+                message: e.reason(),
+            }),
         }
-        if imgs.is_empty() {
-            continue;
-        }
-        let x = model.preprocess_batch(&imgs, &Device::Cpu)?;
-        let out = model.forward_t(&x, false)?;
-        let results = model.postprocess(&out, &pp)?;
-        for ((id, img), mut d) in ids.iter().zip(&imgs).zip(results) {
-            d.rescale(input, [img.height, img.width]);
-            for ((b, &score), &label) in d.boxes.iter().zip(&d.scores).zip(&d.labels) {
-                dets.push(Detection {
-                    image_id: *id,
-                    category_id: label,
-                    bbox: [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
-                    score: score as f64,
-                });
-            }
-        }
-        images += imgs.len();
-    }
+    })?;
     let eval = evaluate(&gt, &dets, &Params::for_ground_truth(&gt))?;
     let stats = eval
         .stats()
         .ok_or_else(|| TrainError::Invalid(format!("{}: evaluation has no summary", annotations.display())))?;
-    Ok(EvalResult { stats, images, detections: dets.len(), issues })
+    Ok(EvalResult { stats, images: timings.images, detections: dets.len(), issues })
 }

@@ -81,10 +81,7 @@ impl LoaderSpec {
         let d = decode(&s.path).map_err(|e| Issue {
             file: s.path.display().to_string(),
             record: format!("image {}", s.image_id),
-            message: match e {
-                crate::TrainError::Image { source, .. } => source.to_string(),
-                other => other.to_string(),
-            },
+            message: e.reason(),
         })?;
         let image = PlanarImage::from_rgb8(&d.rgb, d.width, d.height);
         let ex = Example {

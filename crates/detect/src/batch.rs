@@ -1,17 +1,17 @@
-//! The detection pipeline over many files: decoding and preprocessing run in parallel on a
-//! producer thread one batch ahead, while the model runs batched inference and post-processing.
+//! Detection over many image files: decoding and preprocessing run in parallel on a producer
+//! thread one batch ahead, while the model runs batched inference and post-processing. Used by
+//! `mixdet detect`, `mixdet eval` (data-set mode) and the trainer's periodic evaluation.
 
 use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
-use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Result, Tensor};
 use image::RgbImage;
-use mixdet_detect::{Detections, PlanarImage, PostprocessConfig, SsdLite};
 use rayon::prelude::*;
 
-use crate::preprocess::load_rgb;
+use crate::image_file::{load_rgb, ImageFileError};
+use crate::{Detections, HeadOutput, PlanarImage, PostprocessConfig, SsdLite};
 
 /// What happened to one input file.
 pub struct ImageOutcome {
@@ -20,7 +20,7 @@ pub struct ImageOutcome {
     /// The file.
     pub path: PathBuf,
     /// Detections in original-image pixels, or why the file was skipped.
-    pub result: Result<Detected>,
+    pub result: std::result::Result<Detected, ImageFileError>,
     /// Milliseconds spent on this image (its preprocessing plus its share of the batch).
     pub total_ms: f64,
 }
@@ -57,7 +57,7 @@ struct Input {
 struct Prepared {
     index: usize,
     path: PathBuf,
-    input: Result<Input>,
+    input: std::result::Result<Input, ImageFileError>,
     ms: f64,
 }
 
@@ -104,12 +104,9 @@ pub fn run(
             let (ok, failed): (Vec<Prepared>, Vec<Prepared>) = prepared.into_iter().partition(|p| p.input.is_ok());
             for p in failed {
                 timings.preprocess_ms += p.ms;
-                sink(ImageOutcome {
-                    index: p.index,
-                    path: p.path,
-                    result: Err(p.input.err().unwrap_or_else(|| anyhow::anyhow!("failed"))),
-                    total_ms: p.ms,
-                });
+                if let Err(e) = p.input {
+                    sink(ImageOutcome { index: p.index, path: p.path, result: Err(e), total_ms: p.ms });
+                }
             }
             if ok.is_empty() {
                 continue;
@@ -131,7 +128,7 @@ pub fn run(
             let cls = out.cls_logits.to_device(&Device::Cpu)?;
             let inference = elapsed_ms(start);
             let start = Instant::now();
-            let out = mixdet_detect::HeadOutput { cls_logits: cls, ..out };
+            let out = HeadOutput { cls_logits: cls, ..out };
             let dets = model.postprocess(&out, post)?;
             let mut rescaled = Vec::with_capacity(n);
             for (mut d, item) in dets.into_iter().zip(items) {
