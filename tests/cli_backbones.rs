@@ -144,15 +144,19 @@ fn classify_reports_bad_images_and_goes_on() {
 }
 
 #[test]
-fn models_lists_every_model_with_parameter_counts() {
+fn models_lists_every_model_with_parameter_counts_and_macs() {
     let out = mixdet().args(["models", "--json"]).output().expect("run");
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    assert_eq!(lines.len(), mixdet_backbones::MODEL_NAMES.len());
+    assert_eq!(lines.len(), mixdet_backbones::MODEL_NAMES.len() + mixdet_detect::BUILTIN_NAMES.len());
     let s = lines.iter().find(|l| l["model"] == "mixnet_s").expect("mixnet_s listed");
-    // timm: sum(p.numel() for p in timm.create_model("mixnet_s").parameters())
+    // timm: sum(p.numel() for p in timm.create_model("mixnet_s").parameters()), and
+    // torch.utils.flop_counter.FlopCounterMode at 224x224 (FLOPs / 2).
     assert_eq!(s["params"], 4_134_606);
+    assert_eq!(s["macs"], 239_173_360);
+    let d = lines.iter().find(|l| l["detector"] == "ssdlite320_mobilenet_v3_large").expect("detector listed");
+    assert_eq!((d["params"].as_u64(), d["macs"].as_u64()), (Some(3_440_060), Some(583_171_904)));
     assert_eq!(s["features"].as_array().expect("features").len(), 5);
 }
 

@@ -260,6 +260,10 @@ impl ModelSpec {
         let recorder = ShapeRecorder::default();
         let net = self.build(&ModelOptions::default(), recorder.var_builder(&Device::Cpu))?;
         let shapes = recorder.shapes();
+        let size = self.pretrained.input_size;
+        let x = Tensor::zeros((1, 3, size, size), DType::F32, &Device::Cpu)?;
+        let (out, macs) = crate::macs::count(|| net.forward(&x));
+        out?;
         let count = |keep: &dyn Fn(&str) -> bool| -> usize {
             shapes.iter().filter(|(k, _)| is_parameter(k) && keep(k)).map(|(_, s)| s.iter().product::<usize>()).sum()
         };
@@ -268,11 +272,14 @@ impl ModelSpec {
             params: count(&|_| true),
             backbone_params: count(&|k| !head.iter().any(|p| k.starts_with(p))),
             features: net.feature_info().to_vec(),
+            macs,
         })
     }
 }
 
-fn is_parameter(key: &str) -> bool {
+/// Whether a state-dict key is a learnable parameter (PyTorch's `parameters()`), not a
+/// BatchNorm running statistic.
+pub fn is_parameter(key: &str) -> bool {
     !key.ends_with("running_mean") && !key.ends_with("running_var")
 }
 
@@ -285,6 +292,8 @@ pub struct ModelSummary {
     pub backbone_params: usize,
     /// Feature maps in stride order.
     pub features: Vec<crate::FeatureInfo>,
+    /// Multiply-adds of one image at the pretrained input size (see [`crate::macs`]).
+    pub macs: u64,
 }
 
 /// What part of a model to build.

@@ -19,7 +19,7 @@ pub use config::{AnchorConfig, ConfigError, DetectorConfig, PostprocessConfig, B
 pub use image_file::{load_rgb, ImageFileError};
 pub use postprocess::Detections;
 pub use preprocess::PlanarImage;
-pub use ssdlite::{HeadOutput, SsdLite};
+pub use ssdlite::{DetectorSummary, HeadOutput, SsdLite};
 
 use candle_core::{Device, Result, Tensor};
 

@@ -136,6 +136,15 @@ fn ssdlite_mobilenet_key(name: &str, split: usize) -> String {
     }
 }
 
+/// Size and cost of a detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectorSummary {
+    /// Learnable parameters.
+    pub params: usize,
+    /// Multiply-adds of one image at the input size.
+    pub macs: u64,
+}
+
 impl SsdLite {
     /// The backbone's model spec as the detector config sets it up.
     pub fn backbone_spec(cfg: &DetectorConfig) -> std::result::Result<ModelSpec, mixdet_backbones::UnknownModel> {
@@ -203,6 +212,24 @@ impl SsdLite {
         Self::from_state_dict(config, sd, &path.display().to_string(), device)
     }
 
+    /// Learnable parameters (PyTorch's `parameters()`, BatchNorm statistics excluded) and the
+    /// multiply-adds of one image at the config's input size, from a model with zero weights.
+    pub fn summary(config: &DetectorConfig) -> Result<DetectorSummary> {
+        let recorder = mixdet_backbones::weights::ShapeRecorder::default();
+        let model = Self::load(config.clone(), recorder.var_builder(&Device::Cpu))?;
+        let params = recorder
+            .shapes()
+            .iter()
+            .filter(|(k, _)| mixdet_backbones::registry::is_parameter(k))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        let [h, w] = config.input_size;
+        let x = Tensor::zeros((1, 3, h, w), DType::F32, &Device::Cpu)?;
+        let (out, macs) = mixdet_backbones::macs::count(|| model.forward_t(&x, false));
+        out?;
+        Ok(DetectorSummary { params, macs })
+    }
+
     /// Folds every BatchNorm into its convolution and switches inference to the fused kernels
     /// (training keeps the unfolded layers; call again after changing weights).
     pub fn fuse_for_inference(&mut self) -> Result<()> {
@@ -267,5 +294,15 @@ mod tests {
         assert_eq!(m("features.13.block.2.fc1.bias"), "backbone.features.1.0.2.fc1.bias");
         assert_eq!(m("features.14.block.0.0.weight"), "backbone.features.1.1.block.0.0.weight");
         assert_eq!(m("features.16.0.weight"), "backbone.features.1.3.0.weight");
+    }
+
+    /// torchvision 0.29.2: `sum(p.numel() for p in model.parameters())` and
+    /// `FlopCounterMode` over backbone + head at 320x320 (its FLOPs / 2).
+    #[test]
+    fn summary_matches_torchvision() -> Result<()> {
+        let cfg = DetectorConfig::resolve("ssdlite320_mobilenet_v3_large").map_err(candle_core::Error::wrap)?;
+        let s = SsdLite::summary(&cfg)?;
+        assert_eq!((s.params, s.macs), (3_440_060, 583_171_904));
+        Ok(())
     }
 }
