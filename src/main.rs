@@ -42,6 +42,12 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts, so that
+    // `mixdet models | head` ends quietly like other Unix tools instead of panicking in println!.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     threads::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
