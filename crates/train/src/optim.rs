@@ -125,7 +125,12 @@ impl Optimizer {
         let t = self.steps as i32;
         for p in &self.params {
             let Some(g) = grads.get(p.var.as_tensor()) else { continue };
-            let theta = p.var.as_tensor();
+            // Detached: arithmetic on a `Var` is recorded for autograd, so a momentum buffer built
+            // from it would keep the previous step's buffer (and so every earlier one) alive
+            // through its graph: ~55 MB per step on SSDLite-MixNet-S, an out-of-memory kill after
+            // ~400 steps on 24 GB.
+            let g = &g.detach();
+            let theta = &p.var.as_tensor().detach();
             match self.config {
                 OptimizerConfig::Sgd { momentum, weight_decay, nesterov } => {
                     let mut d = if p.decay && weight_decay > 0.0 { (g + (theta * weight_decay)?)? } else { g.clone() };
@@ -258,5 +263,22 @@ mod tests {
         other.step(&quadratic_grads(&var), 0.1).unwrap();
         let b: Vec<f32> = var.as_tensor().to_vec1().unwrap();
         assert_eq!(a, b);
+    }
+
+    /// The optimiser state must not record autograd history: a buffer built from the `Var`
+    /// itself would chain every step's buffer to the previous one and never be freed.
+    #[test]
+    fn state_keeps_no_autograd_graph() {
+        for cfg in [
+            OptimizerConfig::Sgd { momentum: 0.9, weight_decay: 0.1, nesterov: false },
+            OptimizerConfig::Adamw { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+        ] {
+            let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+            let mut opt = Optimizer::new(cfg, vec![Param { name: "w".into(), var: var.clone(), decay: true }]);
+            for _ in 0..3 {
+                opt.step(&quadratic_grads(&var), 0.1).unwrap();
+            }
+            assert!(opt.first.values().chain(opt.second.values()).all(|t| !t.track_op()), "{cfg:?}");
+        }
     }
 }
