@@ -5,8 +5,9 @@ mod common;
 use common::{mixdet, root, synthetic_ssdlite};
 
 /// COCO AP@[.5:.95] of the shipped detector on a shapes set it never saw must stay above this
-/// floor (measured on the 500-image seed-7 set in the README; this test's 24 images vary more).
-const AP_FLOOR: f64 = 0.0;
+/// floor: the shipped weights score 0.118 on this test's 24 images (seed 4242) and 0.109 on the
+/// README's 500-image seed-7 set; the margin absorbs float differences between machines only.
+const AP_FLOOR: f64 = 0.10;
 
 #[test]
 fn shipped_detector_runs_without_weights_and_finds_shapes() {
