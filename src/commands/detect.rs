@@ -174,16 +174,15 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
                 },
                 None => o.index as i64 + 1,
             };
-            let recs = (0..det.detections.len())
-                .map(|i| {
-                    let b = det.detections.boxes[i];
-                    ResultRecord {
-                        image_id,
-                        category_id: det.detections.labels[i],
-                        bbox: [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
-                        score: det.detections.scores[i] as f64,
-                        file_name: ids.is_none().then_some(file_name.as_str()),
-                    }
+            let recs = det
+                .detections
+                .coco_boxes()
+                .map(|(category_id, bbox, score)| ResultRecord {
+                    image_id,
+                    category_id,
+                    bbox,
+                    score,
+                    file_name: ids.is_none().then_some(file_name.as_str()),
                 })
                 .collect();
             records.push((o.index, recs));

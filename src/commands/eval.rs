@@ -172,16 +172,12 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         match o.result {
             Ok(d) => {
                 evaluated.push(image_id);
-                let det = &d.detections;
-                for i in 0..det.len() {
-                    let b = det.boxes[i];
-                    dets.push(mixdet_coco::Detection {
-                        image_id,
-                        category_id: det.labels[i],
-                        bbox: [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
-                        score: det.scores[i] as f64,
-                    });
-                }
+                dets.extend(d.detections.coco_boxes().map(|(category_id, bbox, score)| mixdet_coco::Detection {
+                    image_id,
+                    category_id,
+                    bbox,
+                    score,
+                }));
             }
             Err(e) => {
                 failures += 1;

@@ -38,6 +38,14 @@ impl Detections {
         }
     }
 
+    /// Each detection as COCO's results fields: `(category_id, [x, y, width, height], score)`
+    /// (the label is the category id, as in torchvision's COCO models).
+    pub fn coco_boxes(&self) -> impl Iterator<Item = (i64, [f64; 4], f64)> + '_ {
+        self.boxes.iter().zip(&self.scores).zip(&self.labels).map(|((b, &score), &label)| {
+            (label, [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64], score as f64)
+        })
+    }
+
     /// Keeps the detections whose score is at least `threshold`.
     pub fn retain_score_at_least(&mut self, threshold: f32) {
         let keep: Vec<usize> = (0..self.len()).filter(|&i| self.scores[i] >= threshold).collect();

@@ -9,11 +9,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::fused_act::FusedAct;
+use crate::op::f32_slice;
 
 /// Output of [`batch_norm_act_train`].
 #[derive(Debug, Clone)]
@@ -53,9 +53,8 @@ pub fn batch_norm_act_train(
     let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     let saved = saved.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned lock".into()))?;
     let Some(s) = saved.as_ref() else { candle_core::bail!("batch norm: the forward kept no statistics") };
-    let var: Vec<f32> = s.invstd.iter().map(|is| 1.0 / (is * is) - eps as f32).collect();
     let mean = Tensor::from_slice(&s.mean, c, x.device())?;
-    let var = Tensor::from_vec(var, c, x.device())?;
+    let var = Tensor::from_slice(&s.var, c, x.device())?;
     Ok(BatchNormTrainOutput { y, mean, var })
 }
 
@@ -82,6 +81,8 @@ pub fn composed(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: FusedA
 #[derive(Debug, Clone)]
 struct Saved {
     mean: Vec<f32>,
+    /// Biased batch variance, for the running statistics.
+    var: Vec<f32>,
     invstd: Vec<f32>,
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -93,16 +94,6 @@ struct BnActTrainOp {
     act: FusedAct,
     /// Filled by the forward; read by the caller (statistics) and by the backward.
     saved: Arc<Mutex<Option<Saved>>>,
-}
-
-fn f32_slice<'a>(what: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(values) = storage else {
-        candle_core::bail!("batch norm: {what} is {:?}, expected f32", storage.dtype());
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&values[start..end]),
-        None => candle_core::bail!("batch norm: {what} must be contiguous"),
-    }
 }
 
 /// `(N, C, inner)` of a `(N, C, ...)` shape.
@@ -170,7 +161,7 @@ impl CustomOp3 for BnActTrainOp {
         let mut y = vec![0f32; x.len()];
         let out = SharedMut(y.as_mut_ptr());
         let act = self.act;
-        let stats: Vec<(f32, f32)> = (0..c)
+        let stats: Vec<(f32, f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let mean = (channel_sum(x, n, c, inner, ch, |v| v) / count) as f32;
@@ -188,12 +179,13 @@ impl CustomOp3 for BnActTrainOp {
                     }
                     act.apply_slice(dst);
                 }
-                (mean, invstd)
+                (mean, var, invstd)
             })
             .collect();
         let saved = Saved {
             mean: stats.iter().map(|s| s.0).collect(),
-            invstd: stats.iter().map(|s| s.1).collect(),
+            var: stats.iter().map(|s| s.1).collect(),
+            invstd: stats.iter().map(|s| s.2).collect(),
             gamma: gamma.to_vec(),
             beta: beta.to_vec(),
         };

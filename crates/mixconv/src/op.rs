@@ -15,7 +15,7 @@ fn wrap(e: MixConvError) -> candle_core::Error {
 }
 
 /// The contiguous f32 values of a CPU tensor.
-fn f32_slice<'a>(what: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(what: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(values) = storage else {
         return Err(wrap(MixConvError::Input(format!("{what} is {:?}; the kernel computes in f32", storage.dtype()))));
     };

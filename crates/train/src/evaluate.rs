@@ -40,17 +40,12 @@ pub fn evaluate_detector(
     let timings = mixdet_detect::batch::run(model, &Device::Cpu, &files, batch_size, &pp, false, |o| {
         let image_id = samples[o.index].image_id;
         match o.result {
-            Ok(d) => {
-                let det = &d.detections;
-                for ((b, &score), &label) in det.boxes.iter().zip(&det.scores).zip(&det.labels) {
-                    dets.push(Detection {
-                        image_id,
-                        category_id: label,
-                        bbox: [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
-                        score: score as f64,
-                    });
-                }
-            }
+            Ok(d) => dets.extend(d.detections.coco_boxes().map(|(category_id, bbox, score)| Detection {
+                image_id,
+                category_id,
+                bbox,
+                score,
+            })),
             Err(e) => issues.push(Issue {
                 file: o.path.display().to_string(),
                 record: format!("image {image_id}"),
