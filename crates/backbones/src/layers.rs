@@ -318,17 +318,16 @@ impl Conv {
     /// Applies the convolution.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.forward_uncounted(x)?;
-        match self {
+        crate::macs::add(|| match self {
             Conv::Pointwise { weight, .. } | Conv::Dense { weight, .. } => {
-                crate::macs::add(crate::macs::conv(y.elem_count(), weight.dims()))
+                crate::macs::conv(y.elem_count(), weight.dims())
             }
             Conv::Mixed(m) => {
-                let (n, _, h, w) = y.dims4()?;
-                for shape in m.config().weight_shapes() {
-                    crate::macs::add(crate::macs::conv(n * shape[0] * h * w, &shape));
-                }
+                // Per group: (N, c_g, H', W') outputs, each over that group's weights.
+                let per_channel = y.elem_count() / m.config().out_channels.max(1);
+                m.config().weight_shapes().iter().map(|s| crate::macs::conv(per_channel * s[0], s)).sum()
             }
-        }
+        });
         Ok(y)
     }
 
@@ -395,8 +394,9 @@ impl SqueezeExcite {
 
     fn gate(&self, x: &Tensor) -> Result<Tensor> {
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?; // (N, C)
-        let n = pooled.dim(0)?;
-        crate::macs::add(n * (self.reduce_w.elem_count() + self.expand_w.elem_count()));
+        crate::macs::add(|| {
+            pooled.dims().first().copied().unwrap_or(0) * (self.reduce_w.elem_count() + self.expand_w.elem_count())
+        });
         let s = pooled.matmul(&self.reduce_w.t()?)?.broadcast_add(&self.reduce_b)?;
         let s = self.act.apply(&s)?;
         let s = s.matmul(&self.expand_w.t()?)?.broadcast_add(&self.expand_b)?;
@@ -430,7 +430,7 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<candle_nn
 
 /// Global average pooling `(N, C, H, W) -> (N, C)` then a linear classifier.
 pub fn classify(x: &Tensor, fc: &candle_nn::Linear) -> Result<Tensor> {
-    crate::macs::add(x.dim(0)? * fc.weight().elem_count());
+    crate::macs::add(|| x.dims().first().copied().unwrap_or(0) * fc.weight().elem_count());
     fc.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?)
 }
 

@@ -22,11 +22,12 @@ pub fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (out, n)
 }
 
-/// Adds `n` multiply-adds when counting (a no-op otherwise).
-pub(crate) fn add(n: usize) {
+/// Adds the multiply-adds `n()` computes when counting; `n` is not called otherwise, so the
+/// forward pass pays nothing for the counter outside [`count`].
+pub(crate) fn add(n: impl FnOnce() -> usize) {
     COUNTER.with(|c| {
         if let Some(v) = c.get() {
-            c.set(Some(v + n as u64));
+            c.set(Some(v + n() as u64));
         }
     });
 }
@@ -69,8 +70,8 @@ mod tests {
     #[test]
     fn nested_counts_add_up() {
         let (inner, outer) = count(|| {
-            add(5);
-            let ((), n) = count(|| add(7));
+            add(|| 5);
+            let ((), n) = count(|| add(|| 7));
             n
         });
         assert_eq!((inner, outer), (7, 12));

@@ -241,7 +241,10 @@ impl Backbone for MobileNetV3 {
         let logits = match &self.classifier {
             Some((fc1, fc2)) => {
                 let pooled = h.mean(D::Minus1)?.mean(D::Minus1)?;
-                crate::macs::add(pooled.dim(0)? * (fc1.weight().elem_count() + fc2.weight().elem_count()));
+                crate::macs::add(|| {
+                    pooled.dims().first().copied().unwrap_or(0)
+                        * (fc1.weight().elem_count() + fc2.weight().elem_count())
+                });
                 let hidden = Activation::HardSwish.apply(&fc1.forward(&pooled)?)?;
                 Some(fc2.forward(&hidden)?)
             }
