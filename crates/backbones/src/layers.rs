@@ -187,8 +187,13 @@ impl ConvBnAct {
 
 impl Folded {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // Only the depthwise kernel has a bias+activation epilogue; grouped 1x1 convolutions
+        // (MixNet's split expansions) are matrix products and take the in-place epilogue below,
+        // which is much cheaper than candle's bias and activation ops.
         if let (Conv::Mixed(m), Some(act)) = (&self.conv, self.act.as_fused()) {
-            return m.forward_fused(x, Some(&self.bias), act);
+            if m.uses_fused_op(x) {
+                return m.forward_fused(x, Some(&self.bias), act);
+            }
         }
         let y = self.conv.forward(x)?;
         if crate::fused::supported(&y) {
