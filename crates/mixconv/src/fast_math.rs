@@ -13,7 +13,8 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    let t = x * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_2e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -22,7 +23,10 @@ fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // `t`'s low mantissa bits hold n (|n| <= 127 keeps the exponent fixed), so 2^n is built with
+    // integer ops that vectorise; `n as i32` is a saturating scalar conversion per element.
+    let n_int = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    e * f32::from_bits(((n_int + 127) << 23) as u32)
 }
 
 #[inline(always)]
