@@ -50,6 +50,15 @@ fn main() -> std::process::ExitCode {
     }
     threads::tune_allocator();
     let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Bench(args) => args.threads,
+        Command::Train(args) => args.threads,
+        _ => None,
+    };
+    if let Err(err) = threads::set_threads(threads) {
+        eprintln!("error: {err:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Detect(args) => commands::detect::run(args),
         Command::Classify(args) => commands::classify::run(args),

@@ -3,19 +3,28 @@
 
 use anyhow::{Context, Result};
 
-/// Uses `n` threads for rayon (our kernels, candle's gemm) and candle's own thread pools. Must run
-/// before any parallel work starts.
-pub fn set_threads(n: usize) -> Result<()> {
-    if n == 0 {
-        anyhow::bail!("--threads must be at least 1");
+/// Sets up the thread pools: `n` threads for rayon (our kernels, candle's gemm) and candle's own
+/// pools when `n` is given, else rayon's and candle's defaults (all cores). Must run before any
+/// parallel work starts.
+pub fn set_threads(n: Option<usize>) -> Result<()> {
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(WORKER_STACK_BYTES);
+    if let Some(n) = n {
+        if n == 0 {
+            anyhow::bail!("--threads must be at least 1");
+        }
+        // Read by candle (RAYON_NUM_THREADS for gemm, CANDLE_NUM_THREADS for its other pools).
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+        pool = pool.num_threads(n);
     }
-    // Read by candle (RAYON_NUM_THREADS for gemm, CANDLE_NUM_THREADS for its other pools).
-    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-    }
-    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up the thread pool")
+    pool.build_global().context("setting up the thread pool")
 }
+
+/// Rayon workers get the main thread's stack size: the pool runs the forward pass and the
+/// training step (see `mixdet_detect::on_worker`).
+const WORKER_STACK_BYTES: usize = 8 << 20;
 
 /// Keeps large freed buffers in the process instead of returning them to the kernel.
 ///

@@ -67,7 +67,7 @@ fn synthetic(shapes: impl IntoIterator<Item = (String, Vec<usize>)>) -> Result<H
     shapes.into_iter().map(|(k, s)| Ok((k.clone(), synthetic_tensor(&k, &s, &Device::Cpu)?))).collect()
 }
 
-type Step = Box<dyn Fn() -> Result<()>>;
+type Step = Box<dyn Fn() -> Result<()> + Sync>;
 
 /// A timed step, its input shape and the multiply-adds of one image's forward pass (counted on
 /// the unfused model: folding BatchNorm does not change them).
@@ -195,9 +195,6 @@ fn median(sorted: &[f64]) -> f64 {
 
 /// Runs `mixdet bench`.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    if let Some(t) = args.threads {
-        crate::threads::set_threads(t)?;
-    }
     let device = crate::device::parse_device(&args.device)?;
     let (name, (step, shape, macs)) = match (&args.model, args.nms) {
         (_, Some(n)) => (format!("batched_nms({n} boxes, {} classes)", args.classes), nms_step(n, args.classes)?),
@@ -216,6 +213,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --model NAME or --nms BOXES"),
     };
+    // Each pass starts on a pool worker, as in `mixdet detect` (see `on_worker`).
+    let step = || mixdet_detect::on_worker(&step);
     for _ in 0..args.warmup {
         step()?;
     }

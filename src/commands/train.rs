@@ -35,9 +35,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.output_dir {
         cfg.output_dir = dir;
     }
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
-    }
     let opts = RunOptions { resume: args.resume, progress: !args.quiet, max_steps: args.max_steps };
     let summary = train(&cfg, &opts).with_context(|| format!("training with {}", args.config.display()))?;
     println!(

@@ -14,6 +14,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod ssdlite;
 
+pub use batch::on_worker;
 pub use box_coder::BoxCoder;
 pub use config::{AnchorConfig, ConfigError, DetectorConfig, PostprocessConfig, BUILTIN_NAMES};
 pub use image_file::{load_rgb, ImageFileError};
