@@ -325,7 +325,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         if batch.count > 0 {
             let lr = schedule.lr(pos.step);
             let t0 = Instant::now();
-            let s = mixdet_detect::on_worker(|| train_step(&model, &mut optimizer, &batch, lr, cfg.neg_to_pos))?;
+            // Not on a pool worker (`mixdet_detect::on_worker`): while waiting for a stolen half
+            // of a parallel loop, a worker would pick up the loader's image decoding and delay
+            // the step (measured: 5.4 -> 4.9 images/s).
+            let s = train_step(&model, &mut optimizer, &batch, lr, cfg.neg_to_pos)?;
             let step_s = t0.elapsed().as_secs_f64();
             let wall_s = waited.elapsed().as_secs_f64();
             waited = Instant::now();
