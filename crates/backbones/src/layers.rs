@@ -4,7 +4,7 @@
 
 use candle_core::{Module, Result, Tensor, Var, D};
 use candle_nn::{Init, VarBuilder};
-use mixdet_mixconv::{conv1x1, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
+use mixdet_mixconv::{conv1x1, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, PointwisePlan, SplitRule};
 
 use crate::arch::KernelSpec;
 
@@ -149,6 +149,8 @@ struct Folded {
     bias: Tensor,
     bias_values: Vec<f32>,
     act: Activation,
+    /// The whole layer as one op when it is a (grouped) 1x1 convolution.
+    pointwise: Option<PointwisePlan>,
 }
 
 impl ConvBnAct {
@@ -172,7 +174,9 @@ impl ConvBnAct {
         let (scale, shift) = (scale.detach(), shift.detach());
         let conv = self.conv.scaled(&scale)?;
         let bias_values = shift.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
-        self.folded = Some(Folded { conv, bias: shift, bias_values, act: self.bn.activation() });
+        let act = self.bn.activation();
+        let pointwise = conv.pointwise_plan(&bias_values, act)?;
+        self.folded = Some(Folded { conv, bias: shift, bias_values, act, pointwise });
         Ok(())
     }
 
@@ -187,6 +191,9 @@ impl ConvBnAct {
 
 impl Folded {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(plan) = self.pointwise.as_ref().filter(|p| p.supports(x)) {
+            return plan.forward(x);
+        }
         // Only the depthwise kernel has a bias+activation epilogue; grouped 1x1 convolutions
         // (MixNet's split expansions) are matrix products and take the in-place epilogue below,
         // which is much cheaper than candle's bias and activation ops.
@@ -311,6 +318,30 @@ impl Conv {
                 Conv::Mixed(MixedConv2d::new(m.config().clone(), weights, None)?)
             }
         })
+    }
+
+    /// The convolution with `bias` added and `act` applied as one inference op, when it is a
+    /// stride-1 (grouped) 1x1 convolution and the activation has a kernel epilogue.
+    fn pointwise_plan(&self, bias: &[f32], act: Activation) -> Result<Option<PointwisePlan>> {
+        let Some(act) = act.as_fused() else { return Ok(None) };
+        let (weights, own_bias) = match self {
+            Conv::Pointwise { weight, bias } => (std::slice::from_ref(weight), bias.as_ref()),
+            Conv::Mixed(m) => {
+                let c = m.config();
+                if c.depthwise || c.stride != 1 || c.kernel_sizes.iter().any(|&k| k != 1) {
+                    return Ok(None);
+                }
+                (m.weights(), m.bias())
+            }
+            Conv::Dense { .. } => return Ok(None),
+        };
+        let mut total = bias.to_vec();
+        if let Some(b) = own_bias {
+            for (t, v) in total.iter_mut().zip(b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?) {
+                *t += v;
+            }
+        }
+        PointwisePlan::new(weights, total, act).map(Some)
     }
 
     /// Loads a 1x1 convolution with bias (squeeze-excitation layers).

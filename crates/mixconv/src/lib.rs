@@ -71,5 +71,5 @@ pub use cpu::simd::Isa;
 pub use fused_act::FusedAct;
 pub use mixed_conv::{MixConvError, MixConvImpl, MixedConv2d, MixedConv2dConfig};
 pub use padding::{Pad1d, PaddingMode};
-pub use pointwise::conv1x1;
+pub use pointwise::{conv1x1, PointwisePlan};
 pub use split::{split_channels, SplitRule};

@@ -212,6 +212,11 @@ impl MixedConv2d {
         &self.weights
     }
 
+    /// The bias over all output channels, if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     /// Output spatial size for an input of `h x w`, or an error when a kernel does not fit.
     pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let c = &self.config;
