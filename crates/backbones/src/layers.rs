@@ -4,7 +4,9 @@
 
 use candle_core::{Module, Result, Tensor, Var, D};
 use candle_nn::{Init, VarBuilder};
-use mixdet_mixconv::{conv1x1, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, PointwisePlan, SplitRule};
+use mixdet_mixconv::{
+    conv1x1, DenseConvPlan, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, PointwisePlan, SplitRule,
+};
 
 use crate::arch::KernelSpec;
 
@@ -149,8 +151,31 @@ struct Folded {
     bias: Tensor,
     bias_values: Vec<f32>,
     act: Activation,
-    /// The whole layer as one op when it is a (grouped) 1x1 convolution.
-    pointwise: Option<PointwisePlan>,
+    /// The whole layer as one op when it is a (grouped) 1x1 or a dense convolution.
+    plan: Option<InferencePlan>,
+}
+
+/// A whole inference layer (convolution, folded bias, activation) as one CPU op.
+#[derive(Debug, Clone)]
+enum InferencePlan {
+    Pointwise(PointwisePlan),
+    Dense(DenseConvPlan),
+}
+
+impl InferencePlan {
+    fn supports(&self, x: &Tensor) -> bool {
+        match self {
+            InferencePlan::Pointwise(p) => p.supports(x),
+            InferencePlan::Dense(p) => p.supports(x),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            InferencePlan::Pointwise(p) => p.forward(x),
+            InferencePlan::Dense(p) => p.forward(x),
+        }
+    }
 }
 
 impl ConvBnAct {
@@ -175,8 +200,8 @@ impl ConvBnAct {
         let conv = self.conv.scaled(&scale)?;
         let bias_values = shift.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         let act = self.bn.activation();
-        let pointwise = conv.pointwise_plan(&bias_values, act)?;
-        self.folded = Some(Folded { conv, bias: shift, bias_values, act, pointwise });
+        let plan = conv.inference_plan(&bias_values, act)?;
+        self.folded = Some(Folded { conv, bias: shift, bias_values, act, plan });
         Ok(())
     }
 
@@ -191,7 +216,7 @@ impl ConvBnAct {
 
 impl Folded {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(plan) = self.pointwise.as_ref().filter(|p| p.supports(x)) {
+        if let Some(plan) = self.plan.as_ref().filter(|p| p.supports(x)) {
             return plan.forward(x);
         }
         // Only the depthwise kernel has a bias+activation epilogue; grouped 1x1 convolutions
@@ -321,27 +346,36 @@ impl Conv {
     }
 
     /// The convolution with `bias` added and `act` applied as one inference op, when it is a
-    /// stride-1 (grouped) 1x1 convolution and the activation has a kernel epilogue.
-    fn pointwise_plan(&self, bias: &[f32], act: Activation) -> Result<Option<PointwisePlan>> {
+    /// stride-1 (grouped) 1x1 or a dense convolution and the activation has a kernel epilogue
+    /// (depthwise layers have theirs in the MixConv kernel).
+    fn inference_plan(&self, bias: &[f32], act: Activation) -> Result<Option<InferencePlan>> {
         let Some(act) = act.as_fused() else { return Ok(None) };
-        let (weights, own_bias) = match self {
-            Conv::Pointwise { weight, bias } => (std::slice::from_ref(weight), bias.as_ref()),
+        let with_own_bias = |own: Option<&Tensor>| -> Result<Vec<f32>> {
+            let mut total = bias.to_vec();
+            if let Some(b) = own {
+                for (t, v) in total.iter_mut().zip(b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?) {
+                    *t += v;
+                }
+            }
+            Ok(total)
+        };
+        Ok(match self {
+            Conv::Pointwise { weight, bias } => Some(InferencePlan::Pointwise(PointwisePlan::new(
+                std::slice::from_ref(weight),
+                with_own_bias(bias.as_ref())?,
+                act,
+            )?)),
             Conv::Mixed(m) => {
                 let c = m.config();
                 if c.depthwise || c.stride != 1 || c.kernel_sizes.iter().any(|&k| k != 1) {
                     return Ok(None);
                 }
-                (m.weights(), m.bias())
+                Some(InferencePlan::Pointwise(PointwisePlan::new(m.weights(), with_own_bias(m.bias())?, act)?))
             }
-            Conv::Dense { .. } => return Ok(None),
-        };
-        let mut total = bias.to_vec();
-        if let Some(b) = own_bias {
-            for (t, v) in total.iter_mut().zip(b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?) {
-                *t += v;
+            Conv::Dense { weight, stride, padding } => {
+                Some(InferencePlan::Dense(DenseConvPlan::new(weight, bias.to_vec(), *stride, *padding, act)?))
             }
-        }
-        PointwisePlan::new(weights, total, act).map(Some)
+        })
     }
 
     /// Loads a 1x1 convolution with bias (squeeze-excitation layers).

@@ -114,6 +114,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl CustomOp1 for PointwisePlan {
     fn name(&self) -> &'static str {
         "pointwise-bias-act"
@@ -121,7 +128,9 @@ impl CustomOp1 for PointwisePlan {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let CpuStorage::F32(data) = storage else { candle_core::bail!("pointwise plan: f32 input only") };
-        let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("pointwise plan: contiguous input only") };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("pointwise plan: contiguous input only")
+        };
         let &[n, c, h, w] = layout.dims() else {
             candle_core::bail!("pointwise plan: input of shape {:?}, expected (N, C, H, W)", layout.dims())
         };
@@ -147,12 +156,11 @@ impl CustomOp1 for PointwisePlan {
         let dst = OutPtr(out.as_mut_ptr());
         let run = |&(img, gi, r0, rows, c0, cols): &(usize, usize, usize, usize, usize, usize)| {
             let g = &self.groups[gi];
-            let dst = dst;
             // SAFETY: the tile's block of `out` (rows out_start+r0.., columns c0..c0+cols of image
             // img) is written by this tile only and lies inside the allocation; the input and
             // weight blocks are in bounds by construction of the groups.
             unsafe {
-                let d = dst.0.add((img * co + g.out_start + r0) * plane + c0);
+                let d = dst.get().add((img * co + g.out_start + r0) * plane + c0);
                 let lhs = self.weight.as_ptr().add(g.weight_offset + r0 * g.in_len);
                 let rhs = x.as_ptr().add((img * c + g.in_start) * plane + c0);
                 gemm::gemm(
@@ -230,7 +238,8 @@ mod tests {
                 parts.push(conv1x1(&x.narrow(1, start, i)?, wt)?);
                 start += i;
             }
-            let y = Tensor::cat(&parts, 1)?.broadcast_add(&Tensor::new(bias.as_slice(), &dev)?.reshape((1, cout, 1, 1))?)?;
+            let y = Tensor::cat(&parts, 1)?
+                .broadcast_add(&Tensor::new(bias.as_slice(), &dev)?.reshape((1, cout, 1, 1))?)?;
             let expected = act.apply_tensor(&y)?;
             let err = (got - expected)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
             assert!(err < 1e-4, "n={n} splits={splits:?} {h}x{w} {act:?}: max error {err}");
@@ -242,10 +251,15 @@ mod tests {
     fn plan_rejects_mismatched_shapes() -> Result<()> {
         let dev = Device::Cpu;
         let w = Tensor::zeros((4, 3, 1, 1), candle_core::DType::F32, &dev)?;
-        assert!(PointwisePlan::new(&[w.clone()], vec![0.0; 3], FusedAct::None).is_err());
+        assert!(PointwisePlan::new(std::slice::from_ref(&w), vec![0.0; 3], FusedAct::None).is_err());
         let plan = PointwisePlan::new(&[w], vec![0.0; 4], FusedAct::None)?;
         assert!(plan.forward(&Tensor::zeros((1, 5, 2, 2), candle_core::DType::F32, &dev)?).is_err());
-        assert!(PointwisePlan::new(&[Tensor::zeros((4, 3, 3, 3), candle_core::DType::F32, &dev)?], vec![0.0; 4], FusedAct::None).is_err());
+        assert!(PointwisePlan::new(
+            &[Tensor::zeros((4, 3, 3, 3), candle_core::DType::F32, &dev)?],
+            vec![0.0; 4],
+            FusedAct::None
+        )
+        .is_err());
         Ok(())
     }
 }

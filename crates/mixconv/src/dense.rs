@@ -1,0 +1,246 @@
+//! A direct kernel for small dense convolutions (the stem: 3 input channels, 3x3, stride 2)
+//! with a folded bias and an activation, for inference on CPU f32.
+//!
+//! candle runs such a convolution as im2col over the whole image plus a matrix product with
+//! only `3 * k * k` rows; here each output row gathers its `Cin * k * k` input rows into a panel
+//! that stays in L1 and every output channel is accumulated over it in registers-wide strips.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::cpu::simd::Isa;
+use crate::padding::{conv_out_len, PaddingMode};
+use crate::FusedAct;
+
+/// A dense `k x k` convolution with bias and activation, prepared for inference on CPU f32.
+#[derive(Debug, Clone)]
+pub struct DenseConvPlan {
+    /// `(out, in * k * k)`, PyTorch's layout flattened.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    act: FusedAct,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: PaddingMode,
+}
+
+/// Output rows per parallel task.
+const ROWS_PER_TASK: usize = 4;
+
+impl DenseConvPlan {
+    /// Builds the plan from a `(out, in, k, k)` weight, a bias per output channel, the stride,
+    /// the padding rule and an activation.
+    pub fn new(weight: &Tensor, bias: Vec<f32>, stride: usize, padding: PaddingMode, act: FusedAct) -> Result<Self> {
+        let &[out_channels, in_channels, kh, kw] = weight.dims() else {
+            candle_core::bail!("dense conv plan: weight of shape {:?}, expected (out, in, k, k)", weight.dims())
+        };
+        if kh != kw || kh == 0 || stride == 0 {
+            candle_core::bail!("dense conv plan: {kh}x{kw} kernel with stride {stride}");
+        }
+        if bias.len() != out_channels {
+            candle_core::bail!("dense conv plan: {} bias values for {out_channels} output channels", bias.len());
+        }
+        let weight = weight.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        Ok(Self { weight, bias, act, in_channels, out_channels, kernel: kh, stride, padding })
+    }
+
+    /// Whether [`DenseConvPlan::forward`] can run on `x` (an f32 CPU tensor of rank 4).
+    pub fn supports(&self, x: &Tensor) -> bool {
+        x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.rank() == 4 && !x.track_op()
+    }
+
+    /// `act(conv(x) + bias)` for `x` `(N, in, H, W)`; not differentiable.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(self)
+    }
+}
+
+/// Geometry of one call.
+struct Call<'a> {
+    x: &'a [f32],
+    h: usize,
+    w: usize,
+    wo: usize,
+    pad_top: usize,
+    pad_left: usize,
+}
+
+impl DenseConvPlan {
+    /// Fills `panel` (`Cin * k * k` rows of `wo`) with the input taps of output row `oy`.
+    fn fill_panel(&self, c: &Call, img: usize, oy: usize, panel: &mut [f32]) {
+        let (k, s) = (self.kernel, self.stride);
+        for ci in 0..self.in_channels {
+            let plane = &c.x[(img * self.in_channels + ci) * c.h * c.w..][..c.h * c.w];
+            for ky in 0..k {
+                let iy = (oy * s + ky).checked_sub(c.pad_top).filter(|&iy| iy < c.h);
+                for kx in 0..k {
+                    let row = &mut panel[((ci * k + ky) * k + kx) * c.wo..][..c.wo];
+                    let Some(iy) = iy else {
+                        row.fill(0.0);
+                        continue;
+                    };
+                    let src = &plane[iy * c.w..][..c.w];
+                    // Output columns whose tap ox * s + kx - pad_left falls inside the row.
+                    let lo = c.pad_left.saturating_sub(kx).div_ceil(s).min(c.wo);
+                    let hi = (c.w + c.pad_left).saturating_sub(kx).div_ceil(s).clamp(lo, c.wo);
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                    if lo < hi {
+                        let first = lo * s + kx - c.pad_left;
+                        for (v, &x) in row[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                            *v = x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One output row of every channel: `out[co][..] = act(bias[co] + sum_t w[co, t] * panel[t][..])`.
+    ///
+    /// # Safety
+    /// `out + co * channel_stride` must be valid for `wo` writes for every output channel `co`,
+    /// and nothing else may access those rows during the call.
+    #[inline(always)]
+    unsafe fn row(&self, panel: &[f32], wo: usize, out: *mut f32, channel_stride: usize) {
+        let taps = self.in_channels * self.kernel * self.kernel;
+        for co in 0..self.out_channels {
+            // SAFETY: guaranteed by the caller.
+            let acc = unsafe { std::slice::from_raw_parts_mut(out.add(co * channel_stride), wo) };
+            acc.fill(self.bias[co]);
+            let w = &self.weight[co * taps..][..taps];
+            for (t, &wt) in w.iter().enumerate() {
+                let p = &panel[t * wo..][..wo];
+                acc.iter_mut().zip(p).for_each(|(a, &v)| *a += wt * v);
+            }
+            self.act.apply_slice(acc);
+        }
+    }
+}
+
+/// [`DenseConvPlan::row`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// As [`DenseConvPlan::row`]; the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_avx2(plan: &DenseConvPlan, panel: &[f32], wo: usize, out: *mut f32, channel_stride: usize) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { plan.row(panel, wo, out, channel_stride) }
+}
+
+/// The output buffer, written through by tasks that own disjoint rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes its own output rows of a buffer that outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl CustomOp1 for DenseConvPlan {
+    fn name(&self) -> &'static str {
+        "dense-conv-bias-act"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else { candle_core::bail!("dense conv plan: f32 input only") };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("dense conv plan: contiguous input only")
+        };
+        let &[n, c, h, w] = layout.dims() else {
+            candle_core::bail!("dense conv plan: input of shape {:?}, expected (N, C, H, W)", layout.dims())
+        };
+        if c != self.in_channels {
+            candle_core::bail!("dense conv plan: input has {c} channels, weights expect {}", self.in_channels);
+        }
+        let (k, s) = (self.kernel, self.stride);
+        let (ph, pw) = (self.padding.resolve(h, k, s, 1), self.padding.resolve(w, k, s, 1));
+        let (Some(ho), Some(wo)) = (conv_out_len(h, ph, k, s, 1), conv_out_len(w, pw, k, s, 1)) else {
+            candle_core::bail!("dense conv plan: {k}x{k} kernel does not fit a {h}x{w} input")
+        };
+        let call = Call { x: &data[a..b], h, w, wo, pad_top: ph.before, pad_left: pw.before };
+        let co = self.out_channels;
+        let mut out: Vec<f32> = Vec::with_capacity(n * co * ho * wo);
+        let dst = OutPtr(out.as_mut_ptr());
+        let taps = c * k * k;
+        let isa = Isa::detect();
+        let blocks: Vec<(usize, usize)> =
+            (0..n).flat_map(|img| (0..ho).step_by(ROWS_PER_TASK).map(move |oy| (img, oy))).collect();
+        blocks.par_iter().for_each_init(
+            || vec![0f32; taps * wo],
+            |panel, &(img, oy0)| {
+                for oy in oy0..(oy0 + ROWS_PER_TASK).min(ho) {
+                    self.fill_panel(&call, img, oy, panel);
+                    // SAFETY: row `oy` of every channel of image `img` lies inside the output
+                    // allocation and belongs to this task only.
+                    let out = unsafe { dst.get().add((img * co * ho + oy) * wo) };
+                    match isa {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: as above; `Isa::Avx2Fma` is only chosen after detecting AVX2 and FMA.
+                        Isa::Avx2Fma => unsafe { row_avx2(self, panel, wo, out, ho * wo) },
+                        // SAFETY: as above.
+                        _ => unsafe { self.row(panel, wo, out, ho * wo) },
+                    }
+                }
+            },
+        );
+        // SAFETY: the tasks cover every output row of every channel and image exactly once.
+        unsafe { out.set_len(n * co * ho * wo) };
+        Ok((CpuStorage::F32(out), Shape::from_dims(&[n, co, ho, wo])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Equal to candle's conv2d (with explicit padding for TF "SAME") plus bias and activation
+    /// for the stem shapes, odd and even sizes, both padding rules and batch > 1.
+    #[test]
+    fn plan_matches_candle_conv2d() -> Result<()> {
+        let dev = Device::Cpu;
+        for &(n, cin, cout, k, s, h, w, padding, act) in &[
+            (1, 3, 16, 3, 2, 224, 224, PaddingMode::Symmetric, FusedAct::Relu),
+            (2, 3, 24, 3, 2, 33, 40, PaddingMode::TfSame, FusedAct::Silu),
+            (1, 3, 16, 3, 2, 320, 320, PaddingMode::TfSame, FusedAct::HardSwish),
+            (1, 4, 8, 5, 1, 11, 9, PaddingMode::Symmetric, FusedAct::None),
+            (3, 2, 5, 3, 1, 6, 7, PaddingMode::Fixed(2), FusedAct::Relu6),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (n, cin, h, w), &dev)?;
+            let wt = Tensor::randn(0f32, 0.3, (cout, cin, k, k), &dev)?;
+            let bias: Vec<f32> = (0..cout).map(|i| (i as f32 * 0.7).cos()).collect();
+            let plan = DenseConvPlan::new(&wt, bias.clone(), s, padding, act)?;
+            let got = plan.forward(&x)?;
+            let (ph, pw) = (padding.resolve(h, k, s, 1), padding.resolve(w, k, s, 1));
+            let xp = x.pad_with_zeros(2, ph.before, ph.after)?.pad_with_zeros(3, pw.before, pw.after)?;
+            let y = xp.conv2d(&wt, 0, s, 1, 1)?;
+            let y = y.broadcast_add(&Tensor::new(bias.as_slice(), &dev)?.reshape((1, cout, 1, 1))?)?;
+            let expected = act.apply_tensor(&y)?;
+            assert_eq!(got.dims(), expected.dims());
+            let err = (got - expected)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(err < 1e-5, "{n}x{cin}x{h}x{w} k{k} s{s} {padding:?}: max error {err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn plan_rejects_bad_shapes() -> Result<()> {
+        let dev = Device::Cpu;
+        let wt = Tensor::zeros((4, 3, 3, 3), candle_core::DType::F32, &dev)?;
+        assert!(DenseConvPlan::new(&wt, vec![0.0; 3], 2, PaddingMode::Symmetric, FusedAct::None).is_err());
+        let plan = DenseConvPlan::new(&wt, vec![0.0; 4], 2, PaddingMode::Symmetric, FusedAct::None)?;
+        assert!(plan.forward(&Tensor::zeros((1, 2, 8, 8), candle_core::DType::F32, &dev)?).is_err());
+        let unpadded = DenseConvPlan::new(&wt, vec![0.0; 4], 1, PaddingMode::Fixed(0), FusedAct::None)?;
+        assert!(unpadded.forward(&Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &dev)?).is_err());
+        Ok(())
+    }
+}
