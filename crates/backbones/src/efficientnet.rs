@@ -82,6 +82,9 @@ impl Block {
             e.fuse()?;
         }
         self.depthwise.fuse()?;
+        if let Some(se) = &mut self.se {
+            se.fuse()?;
+        }
         self.project.fuse()
     }
 }

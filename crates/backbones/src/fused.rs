@@ -97,6 +97,15 @@ pub fn scale_channels_inplace(y: &Tensor, scale: &Tensor) -> Result<()> {
     y.inplace_op1(&ScaleChannels { scale, plane: h * w })
 }
 
+/// `y[n, c, ...] *= scale[n * C + c]` in place.
+pub fn scale_channels_values_inplace(y: &Tensor, scale: Vec<f32>) -> Result<()> {
+    let (n, c, h, w) = y.dims4()?;
+    if scale.len() != n * c {
+        candle_core::bail!("{} scales for a ({n}, {c}, ..) tensor", scale.len());
+    }
+    y.inplace_op1(&ScaleChannels { scale, plane: h * w })
+}
+
 struct AddFrom<'a> {
     other: &'a [f32],
 }

@@ -7,6 +7,7 @@ use candle_nn::{Init, VarBuilder};
 use mixdet_mixconv::{
     conv1x1, DenseConvPlan, FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, PointwisePlan, SplitRule,
 };
+use rayon::prelude::*;
 
 use crate::arch::KernelSpec;
 
@@ -438,6 +439,60 @@ pub struct SqueezeExcite {
     expand_b: Tensor,
     act: Activation,
     gate: Activation,
+    /// Constant copies of the weights for the inference path (see [`SqueezeExcite::fuse`]).
+    fused: Option<SeValues>,
+}
+
+/// The squeeze-excitation weights as plain values: the gate is a few hundred multiply-adds per
+/// image, far less than the ten candle ops (and buffers) that compute it otherwise.
+#[derive(Debug, Clone)]
+struct SeValues {
+    /// `(reduced, channels)`.
+    reduce_w: Vec<f32>,
+    reduce_b: Vec<f32>,
+    /// `(channels, reduced)`.
+    expand_w: Vec<f32>,
+    expand_b: Vec<f32>,
+}
+
+impl SeValues {
+    /// The gate of every channel of every image of `x` (`n` images of `channels` planes).
+    fn gate(&self, x: &[f32], n: usize, plane: usize, act: Activation, gate: Activation) -> Vec<f32> {
+        let channels = self.expand_b.len();
+        let reduced = self.reduce_b.len();
+        let pooled: Vec<f32> = x
+            .par_chunks(plane)
+            .map(|p| {
+                // Pairwise over 8 lanes like candle's sum, then divided like candle's mean.
+                let mut lanes = [0f32; 8];
+                let chunks = p.chunks_exact(8);
+                let tail: f32 = chunks.remainder().iter().sum();
+                for c in chunks {
+                    lanes.iter_mut().zip(c).for_each(|(l, v)| *l += v);
+                }
+                (lanes.iter().sum::<f32>() + tail) / plane as f32
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n * channels);
+        for img in pooled.chunks(channels) {
+            let mut s: Vec<f32> = self
+                .reduce_w
+                .chunks(channels)
+                .zip(&self.reduce_b)
+                .map(|(w, b)| b + w.iter().zip(img).map(|(w, v)| w * v).sum::<f32>())
+                .collect();
+            act.apply_slice(&mut s);
+            let mut g: Vec<f32> = self
+                .expand_w
+                .chunks(reduced)
+                .zip(&self.expand_b)
+                .map(|(w, b)| b + w.iter().zip(&s).map(|(w, v)| w * v).sum::<f32>())
+                .collect();
+            gate.apply_slice(&mut g);
+            out.extend(g);
+        }
+        out
+    }
 }
 
 impl SqueezeExcite {
@@ -459,7 +514,21 @@ impl SqueezeExcite {
             expand_b: e.get(channels, "bias")?,
             act,
             gate,
+            fused: None,
         })
+    }
+
+    /// Keeps constant copies of the weights for [`SqueezeExcite::forward_inplace`] (call again
+    /// after changing the weights).
+    pub fn fuse(&mut self) -> Result<()> {
+        let values = |t: &Tensor| t.detach().flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>();
+        self.fused = Some(SeValues {
+            reduce_w: values(&self.reduce_w)?,
+            reduce_b: values(&self.reduce_b)?,
+            expand_w: values(&self.expand_w)?,
+            expand_b: values(&self.expand_b)?,
+        });
+        Ok(())
     }
 
     fn gate(&self, x: &Tensor) -> Result<Tensor> {
@@ -481,6 +550,21 @@ impl SqueezeExcite {
     /// Inference form of [`SqueezeExcite::forward`]: scales `x` in place when it can (so `x` must
     /// not be needed afterwards, nor be part of an autograd graph).
     pub fn forward_inplace(&self, x: Tensor) -> Result<Tensor> {
+        if let (Some(values), true) = (&self.fused, crate::fused::supported(&x) && !x.track_op()) {
+            let (n, _, h, w) = x.dims4()?;
+            let gates = {
+                let (storage, layout) = x.storage_and_layout();
+                let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)), Some((a, b))) =
+                    (&*storage, layout.contiguous_offsets())
+                else {
+                    candle_core::bail!("squeeze-excitation: expected a contiguous f32 CPU tensor");
+                };
+                values.gate(&data[a..b], n, h * w, self.act, self.gate)
+            };
+            crate::fused::scale_channels_values_inplace(&x, gates)?;
+            crate::macs::add(|| n * (self.reduce_w.elem_count() + self.expand_w.elem_count()));
+            return Ok(x);
+        }
         let g = self.gate(&x)?;
         if crate::fused::supported(&x) {
             crate::fused::scale_channels_inplace(&x, &g)?;

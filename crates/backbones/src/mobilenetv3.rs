@@ -154,6 +154,9 @@ impl InvertedResidual {
             e.fuse()?;
         }
         self.depthwise.fuse()?;
+        if let Some(se) = &mut self.se {
+            se.fuse()?;
+        }
         self.project.fuse()
     }
 }
