@@ -13,7 +13,7 @@ use mixdet_backbones::arch::KernelSpec;
 use mixdet_backbones::layers::{Activation, Conv, ConvBnAct, ConvSpec};
 use mixdet_backbones::weights::{read_state_dict, CheckedStateDict, WeightsError};
 use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
-use mixdet_mixconv::PaddingMode;
+use mixdet_mixconv::{FusedAct, PaddingMode, PointwisePlan};
 
 use crate::anchors;
 use crate::config::DetectorConfig;
@@ -68,6 +68,8 @@ struct PredictionBlock {
     dw: ConvBnAct,
     out: Conv,
     columns: usize,
+    /// `out` as one inference op (matrix product and bias), set by `fuse`.
+    out_plan: Option<PointwisePlan>,
 }
 
 impl PredictionBlock {
@@ -76,12 +78,29 @@ impl PredictionBlock {
             dw: conv_bn_relu6(spec(in_chs, in_chs, 3, 1, true), eps, vb.pp("0"))?,
             out: Conv::load_pointwise_bias(in_chs, anchors * columns, vb.pp("1"))?,
             columns,
+            out_plan: None,
         })
+    }
+
+    fn fuse(&mut self) -> Result<()> {
+        self.dw.fuse()?;
+        if let Conv::Pointwise { weight, bias } = &self.out {
+            let bias = match bias {
+                Some(b) => b.detach().to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                None => vec![0.0; weight.dim(0)?],
+            };
+            self.out_plan = Some(PointwisePlan::new(&[weight.detach()], bias, FusedAct::None)?);
+        }
+        Ok(())
     }
 
     /// `(N, A*K, H, W)` viewed as `(N, A, K, H, W)`, permuted to `(N, H, W, A, K)`, flattened to `(N, H*W*A, K)`.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.out.forward(&self.dw.forward_t(x, train)?)?;
+        let h = self.dw.forward_t(x, train)?;
+        let y = match self.out_plan.as_ref().filter(|p| !train && p.supports(&h)) {
+            Some(plan) => plan.forward(&h)?,
+            None => self.out.forward(&h)?,
+        };
         let (n, ak, h, w) = y.dims4()?;
         let a = ak / self.columns;
         y.reshape((n, a, self.columns, h, w))?.permute((0, 3, 4, 1, 2))?.reshape((n, h * w * a, self.columns))
@@ -240,7 +259,7 @@ impl SsdLite {
             }
         }
         for p in self.cls_head.iter_mut().chain(self.reg_head.iter_mut()) {
-            p.dw.fuse()?;
+            p.fuse()?;
         }
         Ok(())
     }
