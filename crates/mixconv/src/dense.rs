@@ -6,6 +6,8 @@
 //! that stays in L1 and every output channel is accumulated over it in registers-wide strips.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+use crate::plan_io::{nchw_input, OutPtr};
 use rayon::prelude::*;
 
 use crate::cpu::simd::Isa;
@@ -131,42 +133,19 @@ unsafe fn row_avx2(plan: &DenseConvPlan, panel: &[f32], wo: usize, out: *mut f32
     unsafe { plan.row(panel, wo, out, channel_stride) }
 }
 
-/// The output buffer, written through by tasks that own disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes its own output rows of a buffer that outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 impl CustomOp1 for DenseConvPlan {
     fn name(&self) -> &'static str {
         "dense-conv-bias-act"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("dense conv plan: f32 input only") };
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dense conv plan: contiguous input only")
-        };
-        let &[n, c, h, w] = layout.dims() else {
-            candle_core::bail!("dense conv plan: input of shape {:?}, expected (N, C, H, W)", layout.dims())
-        };
-        if c != self.in_channels {
-            candle_core::bail!("dense conv plan: input has {c} channels, weights expect {}", self.in_channels);
-        }
+        let (x, [n, c, h, w]) = nchw_input("dense conv plan", storage, layout, self.in_channels)?;
         let (k, s) = (self.kernel, self.stride);
         let (ph, pw) = (self.padding.resolve(h, k, s, 1), self.padding.resolve(w, k, s, 1));
         let (Some(ho), Some(wo)) = (conv_out_len(h, ph, k, s, 1), conv_out_len(w, pw, k, s, 1)) else {
             candle_core::bail!("dense conv plan: {k}x{k} kernel does not fit a {h}x{w} input")
         };
-        let call = Call { x: &data[a..b], h, w, wo, pad_top: ph.before, pad_left: pw.before };
+        let call = Call { x, h, w, wo, pad_top: ph.before, pad_left: pw.before };
         let co = self.out_channels;
         let mut out: Vec<f32> = Vec::with_capacity(n * co * ho * wo);
         let dst = OutPtr(out.as_mut_ptr());

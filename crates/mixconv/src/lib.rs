@@ -64,6 +64,7 @@ mod geometry;
 pub mod mixed_conv;
 mod op;
 pub mod padding;
+mod plan_io;
 pub mod pointwise;
 pub mod split;
 

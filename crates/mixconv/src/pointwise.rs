@@ -7,6 +7,8 @@
 //! output buffer, no concatenation of groups and one parallel region per layer.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+use crate::plan_io::{nchw_input, OutPtr};
 use rayon::prelude::*;
 
 use crate::FusedAct;
@@ -107,37 +109,13 @@ impl PointwisePlan {
     }
 }
 
-/// A raw output pointer that tiles write through: every tile owns a disjoint block.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tiles write disjoint blocks of one buffer that outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 impl CustomOp1 for PointwisePlan {
     fn name(&self) -> &'static str {
         "pointwise-bias-act"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("pointwise plan: f32 input only") };
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("pointwise plan: contiguous input only")
-        };
-        let &[n, c, h, w] = layout.dims() else {
-            candle_core::bail!("pointwise plan: input of shape {:?}, expected (N, C, H, W)", layout.dims())
-        };
-        if c != self.in_channels {
-            candle_core::bail!("pointwise plan: input has {c} channels, weights expect {}", self.in_channels);
-        }
-        let x = &data[a..b];
+        let (x, [n, c, h, w]) = nchw_input("pointwise plan", storage, layout, self.in_channels)?;
         let plane = h * w;
         let co = self.out_channels;
         // (image, group, first row, rows, first column, columns) for every tile.
