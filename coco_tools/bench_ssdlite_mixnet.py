@@ -1,6 +1,8 @@
 """Forward latency (backbone, extra layers, SSDLite head; no post-processing) of an SSDLite-MixNet
 detector config in PyTorch (timm trunk + torchvision's SSDLite head, as `train_reference.py` builds
-it) against `mixdet bench --forward-only`, same input size and threads.
+it) and in onnxruntime (the same module exported to ONNX) against `mixdet bench --forward-only`,
+same input size and threads. mixdet runs before onnxruntime, whose spinning threads slow whatever
+runs next.
 
 Usage: python coco_tools/bench_ssdlite_mixnet.py --mixdet target/release/mixdet
            [--detector configs/detectors/ssdlite320_mixnet_s.json] [--threads 2] [--iters 30]
@@ -18,6 +20,19 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_reference import mixnet_ssdlite  # noqa: E402
+from bench_reference import bench_onnxruntime, export_onnx  # noqa: E402
+
+
+class Forward(torch.nn.Module):
+    """Trunk, extra layers and head as one module with tensor outputs (for the ONNX export)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model.head(list(self.model.backbone(x).values()))
+        return out["cls_logits"], out["bbox_regression"]
 
 
 def main():
@@ -47,10 +62,22 @@ def main():
                           str(args.threads), "--iters", str(args.iters), "--json"],
                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     md = json.loads(out)["median_ms"]
-    print("| implementation | median (ms) | ratio |")
+    ort_ms = None
+    try:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "ssdlite.onnx")
+            export_onnx(Forward(model).eval(), x, path)
+            ort_ms = bench_onnxruntime(path, x, args.threads, args.warmup, args.iters)["median_ms"]
+    except Exception as e:  # noqa: BLE001 - a missing onnxruntime or a failed export skips the row
+        print(f"note: onnxruntime skipped ({type(e).__name__}: {e})", file=sys.stderr)
+    print("| implementation | median (ms) | mixdet / it |")
     print("|---|---:|---:|")
-    print(f"| PyTorch {torch.__version__} (timm trunk + torchvision SSDLite head) | {pt:.1f} | 1.00 |")
-    print(f"| mixdet | {md:.1f} | {md / pt:.2f} |")
+    print(f"| PyTorch {torch.__version__} (timm trunk + torchvision SSDLite head) | {pt:.1f} | {md / pt:.2f} |")
+    if ort_ms is not None:
+        print(f"| onnxruntime (the same module exported) | {ort_ms:.1f} | {md / ort_ms:.2f} |")
+    print(f"| mixdet | {md:.1f} | |")
     print(f"({cfg['name']}, {h}x{w}, batch 1, {args.threads} threads, {args.iters} iterations, forward only)")
 
 
