@@ -89,12 +89,11 @@ impl InplaceOp1 for ScaleChannels {
 
 /// `y[n, c, ...] *= scale[n, c]` in place; `scale` is `(N, C)`.
 pub fn scale_channels_inplace(y: &Tensor, scale: &Tensor) -> Result<()> {
-    let (n, c, h, w) = y.dims4()?;
+    let (n, c, _, _) = y.dims4()?;
     if scale.dims() != [n, c] {
         candle_core::bail!("scale of shape {:?} for a ({n}, {c}, ..) tensor", scale.dims());
     }
-    let scale = scale.flatten_all()?.to_vec1::<f32>()?;
-    y.inplace_op1(&ScaleChannels { scale, plane: h * w })
+    scale_channels_values_inplace(y, scale.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// `y[n, c, ...] *= scale[n * C + c]` in place.

@@ -158,20 +158,24 @@ struct Folded {
 
 /// A whole inference layer (convolution, folded bias, activation) as one CPU op.
 #[derive(Debug, Clone)]
-enum InferencePlan {
+pub enum InferencePlan {
+    /// A (grouped) 1x1 convolution.
     Pointwise(PointwisePlan),
+    /// A dense k x k convolution (the stem).
     Dense(DenseConvPlan),
 }
 
 impl InferencePlan {
-    fn supports(&self, x: &Tensor) -> bool {
+    /// Whether [`InferencePlan::forward`] can run on `x` (else run the layer's candle ops).
+    pub fn supports(&self, x: &Tensor) -> bool {
         match self {
             InferencePlan::Pointwise(p) => p.supports(x),
             InferencePlan::Dense(p) => p.supports(x),
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// The layer's output for `x`; not differentiable.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             InferencePlan::Pointwise(p) => p.forward(x),
             InferencePlan::Dense(p) => p.forward(x),
@@ -220,9 +224,9 @@ impl Folded {
         if let Some(plan) = self.plan.as_ref().filter(|p| p.supports(x)) {
             return plan.forward(x);
         }
-        // Only the depthwise kernel has a bias+activation epilogue; grouped 1x1 convolutions
-        // (MixNet's split expansions) are matrix products and take the in-place epilogue below,
-        // which is much cheaper than candle's bias and activation ops.
+        // Only the depthwise kernel has a bias+activation epilogue; other convolutions without a
+        // plan for `x` take the in-place epilogue below when they can, which is much cheaper than
+        // candle's bias and activation ops.
         if let (Conv::Mixed(m), Some(act)) = (&self.conv, self.act.as_fused()) {
             if m.uses_fused_op(x) {
                 return m.forward_fused(x, Some(&self.bias), act);
@@ -349,7 +353,8 @@ impl Conv {
     /// The convolution with `bias` added and `act` applied as one inference op, when it is a
     /// stride-1 (grouped) 1x1 or a dense convolution and the activation has a kernel epilogue
     /// (depthwise layers have theirs in the MixConv kernel).
-    fn inference_plan(&self, bias: &[f32], act: Activation) -> Result<Option<InferencePlan>> {
+    /// `bias` holds one value per output channel, added to the convolution's own bias if any.
+    pub fn inference_plan(&self, bias: &[f32], act: Activation) -> Result<Option<InferencePlan>> {
         let Some(act) = act.as_fused() else { return Ok(None) };
         let with_own_bias = |own: Option<&Tensor>| -> Result<Vec<f32>> {
             let mut total = bias.to_vec();
@@ -377,6 +382,14 @@ impl Conv {
                 Some(InferencePlan::Dense(DenseConvPlan::new(weight, bias.to_vec(), *stride, *padding, act)?))
             }
         })
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> Result<usize> {
+        match self {
+            Conv::Pointwise { weight, .. } | Conv::Dense { weight, .. } => weight.dim(0),
+            Conv::Mixed(m) => Ok(m.config().out_channels),
+        }
     }
 
     /// Loads a 1x1 convolution with bias (squeeze-excitation layers).

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use mixdet_backbones::arch::KernelSpec;
-use mixdet_backbones::layers::{Activation, Conv, ConvBnAct, ConvSpec};
+use mixdet_backbones::layers::{Activation, Conv, ConvBnAct, ConvSpec, InferencePlan};
 use mixdet_backbones::weights::{read_state_dict, CheckedStateDict, WeightsError};
 use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
-use mixdet_mixconv::{FusedAct, PaddingMode, PointwisePlan};
+use mixdet_mixconv::PaddingMode;
 
 use crate::anchors;
 use crate::config::DetectorConfig;
@@ -69,7 +69,7 @@ struct PredictionBlock {
     out: Conv,
     columns: usize,
     /// `out` as one inference op (matrix product and bias), set by `fuse`.
-    out_plan: Option<PointwisePlan>,
+    out_plan: Option<InferencePlan>,
 }
 
 impl PredictionBlock {
@@ -84,13 +84,8 @@ impl PredictionBlock {
 
     fn fuse(&mut self) -> Result<()> {
         self.dw.fuse()?;
-        if let Conv::Pointwise { weight, bias } = &self.out {
-            let bias = match bias {
-                Some(b) => b.detach().to_dtype(DType::F32)?.to_vec1::<f32>()?,
-                None => vec![0.0; weight.dim(0)?],
-            };
-            self.out_plan = Some(PointwisePlan::new(&[weight.detach()], bias, FusedAct::None)?);
-        }
+        // No folded BatchNorm here: the plan's bias is the convolution's own.
+        self.out_plan = self.out.inference_plan(&vec![0.0; self.out.out_channels()?], Activation::Identity)?;
         Ok(())
     }
 

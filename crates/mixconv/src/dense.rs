@@ -6,12 +6,11 @@
 //! that stays in L1 and every output channel is accumulated over it in registers-wide strips.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-
-use crate::plan_io::{nchw_input, OutPtr};
 use rayon::prelude::*;
 
 use crate::cpu::simd::Isa;
 use crate::padding::{conv_out_len, PaddingMode};
+use crate::plan_io::{self, nchw_input, OutPtr};
 use crate::FusedAct;
 
 /// A dense `k x k` convolution with bias and activation, prepared for inference on CPU f32.
@@ -48,9 +47,10 @@ impl DenseConvPlan {
         Ok(Self { weight, bias, act, in_channels, out_channels, kernel: kh, stride, padding })
     }
 
-    /// Whether [`DenseConvPlan::forward`] can run on `x` (an f32 CPU tensor of rank 4).
+    /// Whether [`DenseConvPlan::forward`] can run on `x`: an f32 CPU tensor of rank 4 that tracks no
+    /// gradients.
     pub fn supports(&self, x: &Tensor) -> bool {
-        x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.rank() == 4 && !x.track_op()
+        plan_io::supports(x)
     }
 
     /// `act(conv(x) + bias)` for `x` `(N, in, H, W)`; not differentiable.

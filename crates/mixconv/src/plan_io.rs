@@ -1,7 +1,13 @@
 //! What the inference plans ([`crate::PointwisePlan`], [`crate::DenseConvPlan`]) share: the
 //! checked view of their NCHW f32 input and the output pointer their parallel tasks write through.
 
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, Layout, Result, Tensor};
+
+/// Whether a plan can run on `x`: an f32 CPU tensor of rank 4 that tracks no gradients (the
+/// plans have no backward; a non-contiguous input is copied first).
+pub(crate) fn supports(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.rank() == 4 && !x.track_op()
+}
 
 /// The input of a plan as a contiguous f32 slice with its `[N, C, H, W]`, checked against the
 /// plan's input channels; errors are prefixed with `op`.

@@ -7,10 +7,9 @@
 //! output buffer, no concatenation of groups and one parallel region per layer.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-
-use crate::plan_io::{nchw_input, OutPtr};
 use rayon::prelude::*;
 
+use crate::plan_io::{self, nchw_input, OutPtr};
 use crate::FusedAct;
 
 /// Applies a 1x1 convolution with weight `(out, in, 1, 1)` (or `(out, in)`) to `x` `(N, in, H, W)`.
@@ -86,20 +85,20 @@ impl PointwisePlan {
         Ok(Self { weight: packed, groups, bias, act, in_channels: in_start, out_channels: out_start })
     }
 
-    /// Whether [`PointwisePlan::forward`] can run on `x` (a contiguous f32 CPU tensor of rank 4).
+    /// Whether [`PointwisePlan::forward`] can run on `x`: an f32 CPU tensor of rank 4 that tracks no
+    /// gradients.
     pub fn supports(&self, x: &Tensor) -> bool {
-        x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && x.rank() == 4 && !x.track_op()
+        plan_io::supports(x)
     }
 
     /// `act(conv1x1(x) + bias)` for `x` `(N, in, H, W)`; not differentiable.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.contiguous()?;
-        x.apply_op1_no_bwd(self)
+        x.contiguous()?.apply_op1_no_bwd(self)
     }
 
     /// Splits the product for one image and group into `(rows, cols)` tiles of at least
-    /// [`TILE_MACS`] multiply-adds, at most [`TILES_PER_THREAD`] per thread: columns first (the epilogue then touches whole rows of a
-    /// tile), rows when the image is too small to split.
+    /// [`TILE_MACS`] multiply-adds, at most [`TILES_PER_THREAD`] per thread: columns first (the
+    /// epilogue then touches whole rows of a tile), rows when the image is too small to split.
     fn tiling(g: &Group, plane: usize) -> (usize, usize) {
         let macs = g.out_len * g.in_len * plane;
         let tiles = macs.div_ceil(TILE_MACS).clamp(1, TILES_PER_THREAD * rayon::current_num_threads());
