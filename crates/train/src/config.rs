@@ -57,6 +57,11 @@ pub struct TrainConfig {
     /// timm backbone checkpoint (`.safetensors` / `.pth`) to start from; else from scratch.
     #[serde(default)]
     pub backbone_weights: Option<PathBuf>,
+    /// Whole-detector weights in the detector's own key layout (a `model.safetensors` written by
+    /// training, or a shipped model) to continue from, with a fresh optimiser and schedule.
+    /// Every variable must be present with its shape. Not used with `--resume`.
+    #[serde(default)]
+    pub init_weights: Option<PathBuf>,
     /// Augmentations.
     #[serde(default)]
     pub augment: AugmentConfig,
@@ -154,6 +159,11 @@ impl TrainConfig {
         if self.max_steps == Some(0) {
             return Err("max_steps must be at least 1".into());
         }
+        if self.backbone_weights.is_some() && self.init_weights.is_some() {
+            return Err(
+                "backbone_weights and init_weights exclude each other: init_weights sets the whole detector".into()
+            );
+        }
         self.optimizer.validate().map_err(|e| format!("optimizer: {e}"))
     }
 }
@@ -187,6 +197,11 @@ mod tests {
         v["optimizer"] = serde_json::json!({"kind": "sgd", "momentum": 1.5});
         let cfg: TrainConfig = serde_json::from_value(v).unwrap();
         assert!(cfg.validate().unwrap_err().contains("momentum"));
+        let mut v = base();
+        v["backbone_weights"] = "a.safetensors".into();
+        v["init_weights"] = "b.safetensors".into();
+        let cfg: TrainConfig = serde_json::from_value(v).unwrap();
+        assert!(cfg.validate().unwrap_err().contains("init_weights"));
         let mut v = base();
         v["bacth_size"] = 3.into();
         assert!(serde_json::from_value::<TrainConfig>(v).unwrap_err().to_string().contains("bacth_size"));

@@ -243,6 +243,22 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             ),
         );
     }
+    if let (Some(path), false) = (&cfg.init_weights, opts.resume) {
+        let sd = mixdet_backbones::weights::read_state_dict(path)?;
+        let r = load_backbone(&varmap, &sd, "", path)?;
+        if !r.missing.is_empty() || !r.unused.is_empty() {
+            return Err(TrainError::Invalid(format!(
+                "{}: not a {} detector's weights ({} of its variables missing, e.g. {:?}; {} unknown keys, e.g. {:?})",
+                path.display(),
+                det_cfg.backbone,
+                r.missing.len(),
+                r.missing.first(),
+                r.unused.len(),
+                r.unused.first()
+            )));
+        }
+        say(&pb, format!("initial weights: {} tensors from {}", r.loaded, path.display()));
+    }
     let anchors = input_anchors(&model)?;
     let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
     let mut optimizer = Optimizer::new(cfg.optimizer, params);
