@@ -30,9 +30,10 @@ fn exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn silu_portable(xs: &mut [f32]) {
+fn silu_portable(xs: &mut [f32], bias: f32) {
     for x in xs {
-        *x /= 1.0 + exp(-*x);
+        let v = *x + bias;
+        *x = v / (1.0 + exp(-v));
     }
 }
 
@@ -45,8 +46,8 @@ fn sigmoid_portable(xs: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn silu_avx2(xs: &mut [f32]) {
-    silu_portable(xs)
+unsafe fn silu_avx2(xs: &mut [f32], bias: f32) {
+    silu_portable(xs, bias)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -63,13 +64,18 @@ fn has_avx2() -> bool {
 
 /// `x * sigmoid(x)` in place.
 pub fn silu_inplace(xs: &mut [f32]) {
+    silu_bias_inplace(xs, 0.0)
+}
+
+/// `silu(x + bias)` in place: a bias and the activation in one pass over the data.
+pub fn silu_bias_inplace(xs: &mut [f32], bias: f32) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { silu_avx2(xs) };
+        unsafe { silu_avx2(xs, bias) };
         return;
     }
-    silu_portable(xs)
+    silu_portable(xs, bias)
 }
 
 /// `1 / (1 + exp(-x))` in place.

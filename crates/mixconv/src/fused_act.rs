@@ -32,6 +32,21 @@ impl FusedAct {
         }
     }
 
+    /// Adds `bias`, then applies the activation, in one pass.
+    #[inline(always)]
+    pub(crate) fn apply_slice_bias(self, xs: &mut [f32], bias: f32) {
+        match self {
+            FusedAct::Silu => crate::fast_math::silu_bias_inplace(xs, bias),
+            FusedAct::None => xs.iter_mut().for_each(|x| *x += bias),
+            FusedAct::Relu => xs.iter_mut().for_each(|x| *x = (*x + bias).max(0.0)),
+            FusedAct::Relu6 => xs.iter_mut().for_each(|x| *x = (*x + bias).clamp(0.0, 6.0)),
+            FusedAct::HardSwish => xs.iter_mut().for_each(|x| {
+                let v = *x + bias;
+                *x = v * (v + 3.0).clamp(0.0, 6.0) / 6.0
+            }),
+        }
+    }
+
     /// The same activation as candle ops (differentiable), for the training path.
     pub fn apply_tensor(self, x: &Tensor) -> Result<Tensor> {
         match self {

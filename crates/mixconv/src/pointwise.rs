@@ -163,9 +163,7 @@ impl CustomOp1 for PointwisePlan {
                 );
                 for r in 0..rows {
                     let row = std::slice::from_raw_parts_mut(d.add(r * plane), cols);
-                    let bias = self.bias[g.out_start + r0 + r];
-                    row.iter_mut().for_each(|v| *v += bias);
-                    self.act.apply_slice(row);
+                    self.act.apply_slice_bias(row, self.bias[g.out_start + r0 + r]);
                 }
             }
         };

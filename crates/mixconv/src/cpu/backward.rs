@@ -2,7 +2,7 @@
 //! (a transposed convolution, split into stride sub-grids), the weight gradient one channel at a
 //! time, reduced over the batch in the same pass.
 
-use super::engine::{correlate, tap_dots, Taps};
+use super::engine::{as_uninit, correlate, tap_dots, Taps};
 use super::layout::{PaddedGrad, PaddedInput};
 use super::scratch::Scratch;
 use super::simd::{round_up_lanes, Simd8};
@@ -48,12 +48,12 @@ pub(crate) unsafe fn grad_input_plane<S: Simd8>(
             };
             if s == 1 {
                 // SAFETY: forwarded from this function's contract.
-                unsafe { correlate::<S>(&taps, 0.0, dst, w, rows, cols) };
+                unsafe { correlate::<S>(&taps, 0.0, as_uninit(dst), w, rows, cols) };
                 continue;
             }
             let sub = &mut scratch.aux[..layout.sub_len()];
             // SAFETY: forwarded from this function's contract.
-            unsafe { correlate::<S>(&taps, 0.0, sub, layout.sub_stride(), rows, cols) };
+            unsafe { correlate::<S>(&taps, 0.0, as_uninit(sub), layout.sub_stride(), rows, cols) };
             for (a, sub_row) in sub.chunks_exact(layout.sub_stride()).take(rows).enumerate() {
                 let dst_row = &mut dst[(rho_y + s * a) * w..(rho_y + s * a + 1) * w];
                 for (d, v) in dst_row[rho_x..].iter_mut().step_by(s).zip(&sub_row[..cols]) {
@@ -89,14 +89,14 @@ pub(crate) unsafe fn grad_weight_channel<S: Simd8>(p: &ChannelPlanes, dst: &mut 
     // The output gradient is read in whole vectors: rows that do not fill them are copied into
     // a zero-padded buffer, so the extra lanes add nothing.
     let copy_grad = owp != ow;
-    scratch.reserve(layout.len(), if copy_grad { oh * owp } else { 0 });
+    scratch.reserve(0, if copy_grad { oh * owp } else { 0 });
     scratch.input_taps(&layout);
     let (plane_in, plane_out) = (geom.in_h * geom.in_w, oh * ow);
     for n in 0..p.batch {
         let plane = n * geom.channels + p.channel;
         let input = &p.input[plane * plane_in..(plane + 1) * plane_in];
         // SAFETY: forwarded from this function's contract.
-        unsafe { layout.fill::<S>(input, &mut scratch.plane, &mut scratch.rows) };
+        unsafe { scratch.padded_input::<S>(&layout, input) };
         let grad = &p.grad_out[plane * plane_out..(plane + 1) * plane_out];
         let (g_rows, g_stride) = if copy_grad {
             for (d, s) in scratch.aux.chunks_exact_mut(owp).zip(grad.chunks_exact(ow)) {
@@ -108,7 +108,7 @@ pub(crate) unsafe fn grad_weight_channel<S: Simd8>(p: &ChannelPlanes, dst: &mut 
             (grad, ow)
         };
         let taps = Taps {
-            src: &scratch.plane[..layout.len()],
+            src: scratch.input_plane(&layout),
             row_step: layout.row_step(),
             offsets: &scratch.offsets,
             weights: &[],

@@ -9,7 +9,16 @@
 //! Accumulators stay in registers across all taps (blocks of 4 rows × 16 columns, 8 independent
 //! FMA chains), so each output is stored once instead of once per tap.
 
+use std::mem::MaybeUninit;
+
 use super::simd::{Simd8, LANES};
+
+/// `xs` as a destination for [`correlate`], which only ever writes initialised floats into it.
+pub(crate) fn as_uninit(xs: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and no caller writes uninitialised
+    // values through the result, so `xs` stays initialised.
+    unsafe { &mut *(xs as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
 
 /// A tap list over a scratch plane: tap `t` reads `src[base + off[t]]` with weight `w[t]`.
 pub(crate) struct Taps<'a> {
@@ -34,8 +43,9 @@ impl Taps<'_> {
     }
 }
 
-/// Writes `rows x cols` outputs into `dst` (row stride `dst_stride`); reads
-/// `cols` rounded up to whole vectors from `taps.src`.
+/// Writes `rows x cols` outputs into `dst` (row stride `dst_stride`; what lies between the end of
+/// a row and the next row may be overwritten too); reads `cols` rounded up to whole vectors from
+/// `taps.src`. `dst` need not be initialised: every output is written, none is read.
 ///
 /// # Safety
 /// `S` must be runnable on this CPU.
@@ -43,7 +53,7 @@ impl Taps<'_> {
 pub(crate) unsafe fn correlate<S: Simd8>(
     taps: &Taps,
     init: f32,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
     rows: usize,
     cols: usize,
@@ -55,59 +65,70 @@ pub(crate) unsafe fn correlate<S: Simd8>(
         return;
     }
     assert!(dst_stride >= cols && dst.len() >= (rows - 1) * dst_stride + cols);
+    let end = (rows - 1) * dst_stride + cols;
     let mut r = 0;
     while r + 4 <= rows {
         // SAFETY: bounds asserted above; `S` runnable per this function's contract.
-        unsafe { row_block::<S, 4>(taps, init, dst, dst_stride, r, cols) };
+        unsafe { row_block::<S, 4>(taps, init, dst, dst_stride, r, cols, end) };
         r += 4;
     }
     // SAFETY: as above.
     unsafe {
         match rows - r {
-            3 => row_block::<S, 3>(taps, init, dst, dst_stride, r, cols),
-            2 => row_block::<S, 2>(taps, init, dst, dst_stride, r, cols),
-            1 => row_block::<S, 1>(taps, init, dst, dst_stride, r, cols),
+            3 => row_block::<S, 3>(taps, init, dst, dst_stride, r, cols, end),
+            2 => row_block::<S, 2>(taps, init, dst, dst_stride, r, cols, end),
+            1 => row_block::<S, 1>(taps, init, dst, dst_stride, r, cols, end),
             _ => {}
         }
     }
 }
 
-/// Rows `r0 .. r0 + R`: tiles of 16 columns, then one of 8 for the rest.
+/// Rows `r0 .. r0 + R`: tiles of 16 columns, then of 8 for the rest, from right to left.
+///
+/// The last tile of a row usually holds fewer than 8 columns. It is stored as a whole vector
+/// (a masked store costs several times a plain one): the extra lanes land either in the row's
+/// stride gap or at the start of a later row, which a tile to the left (processed after it,
+/// hence right to left) or a later row overwrites. Only a store that would reach past the last
+/// output is masked.
 #[inline(always)]
 unsafe fn row_block<S: Simd8, const R: usize>(
     taps: &Taps,
     init: f32,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
     r0: usize,
     cols: usize,
+    end: usize,
 ) {
-    let mut col = 0;
-    while col + 2 * LANES <= cols {
+    let wide = cols / (2 * LANES);
+    let rest = wide * 2 * LANES;
+    for i in (0..(cols - rest).div_ceil(LANES)).rev() {
+        let col = rest + i * LANES;
         // SAFETY: the caller checked bounds for every column below `cols` rounded up to LANES.
-        unsafe { tile::<S, R, 2>(taps, init, dst, dst_stride, r0, col, 2 * LANES) };
-        col += 2 * LANES;
+        unsafe { tile::<S, R, 1>(taps, init, dst, dst_stride, r0, col, (cols - col).min(LANES), end) };
     }
-    while col < cols {
-        // SAFETY: as above; the tile stores only `valid` columns.
-        unsafe { tile::<S, R, 1>(taps, init, dst, dst_stride, r0, col, (cols - col).min(LANES)) };
-        col += LANES;
+    for i in (0..wide).rev() {
+        // SAFETY: as above.
+        unsafe { tile::<S, R, 2>(taps, init, dst, dst_stride, r0, i * 2 * LANES, 2 * LANES, end) };
     }
 }
 
+/// `end`: one past the last output of `dst` (the bound for whole-vector stores).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn tile<S: Simd8, const R: usize, const V: usize>(
     taps: &Taps,
     init: f32,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
     r0: usize,
     col: usize,
     valid: usize,
+    end: usize,
 ) {
     // SAFETY (whole body): loads stay below the end checked by `check_bounds`; stores stay in
     // rows r0 .. r0 + R < rows and columns col .. col + valid <= cols of `dst`, checked by
-    // `correlate`.
+    // `correlate`, except whole-vector stores of a partial tile, which stay below `end`.
     unsafe {
         let mut acc = [[S::splat(init); V]; R];
         let base = taps.src.as_ptr().add(r0 * taps.row_step + col);
@@ -120,17 +141,17 @@ unsafe fn tile<S: Simd8, const R: usize, const V: usize>(
                 }
             }
         }
-        let out = dst.as_mut_ptr().add(r0 * dst_stride + col);
+        let out = dst.as_mut_ptr().cast::<f32>().add(r0 * dst_stride + col);
         for (r, acc_r) in acc.iter().enumerate() {
             let row = out.add(r * dst_stride);
             if valid == V * LANES {
                 for (v, a) in acc_r.iter().enumerate() {
                     S::store(row.add(v * LANES), *a);
                 }
+            } else if (r0 + r) * dst_stride + col + LANES <= end {
+                S::store(row, acc_r[0]);
             } else {
-                let mut tmp = [0f32; LANES];
-                S::store(tmp.as_mut_ptr(), acc_r[0]);
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), row, valid);
+                S::store_partial(row, acc_r[0], valid);
             }
         }
     }

@@ -70,12 +70,15 @@ impl PaddedInput {
     }
 
     /// Copies the `in_h x in_w` plane `src` into `dst` (`self.len()` floats), zeros around it.
-    /// `rows` is a buffer for the padded input rows of a strided plane.
+    /// `rows` is a buffer for the padded input rows of a strided plane. With `borders_zero`,
+    /// `dst` and `rows` already hold this layout's zeros (the previous fill had the same layout)
+    /// and only the input's own floats are written: on small planes with large kernels the
+    /// borders are most of the plane.
     ///
     /// # Safety
     /// `S` must be runnable on this CPU.
     #[inline(always)]
-    pub unsafe fn fill<S: Simd8>(&self, src: &[f32], dst: &mut [f32], rows: &mut Vec<f32>) {
+    pub unsafe fn fill<S: Simd8>(&self, src: &[f32], dst: &mut [f32], rows: &mut Vec<f32>, borders_zero: bool) {
         let (s, pw, w) = (self.stride, self.phase_width, self.in_w);
         let dst = &mut dst[..self.len()];
         // Padded columns [left, left + copy) come from the input; every phase reads inside
@@ -94,14 +97,18 @@ impl PaddedInput {
             }
             for (i, padded) in rows.chunks_exact_mut(width).take(count).enumerate() {
                 let iy = first + i - self.pad_top;
-                padded[..left].fill(0.0);
+                if !borders_zero {
+                    padded[..left].fill(0.0);
+                    padded[left + copy..].fill(0.0);
+                }
                 // SAFETY: `S` runnable per this function's contract.
-                unsafe { copy_short::<S>(&src[iy * w..iy * w + copy], &mut padded[left..left + copy]) };
-                padded[left + copy..].fill(0.0);
+                unsafe { copy_short::<S>(&src[iy * w..iy * w + copy], &mut padded[left..]) };
             }
             for (r, out) in dst.chunks_exact_mut(2 * pw).enumerate() {
                 if r < first || r >= first + count {
-                    out.fill(0.0);
+                    if !borders_zero {
+                        out.fill(0.0);
+                    }
                     continue;
                 }
                 let padded = &rows[(r - first) * width..(r - first + 1) * width];
@@ -117,15 +124,19 @@ impl PaddedInput {
         for (r, out) in dst.chunks_exact_mut(s * pw).enumerate() {
             let iy = r as isize - self.pad_top as isize;
             if iy < 0 || iy >= self.in_h as isize {
-                out.fill(0.0);
+                if !borders_zero {
+                    out.fill(0.0);
+                }
                 continue;
             }
             let src_row = &src[iy as usize * w..(iy as usize + 1) * w];
             if s == 1 {
-                out[..left].fill(0.0);
+                if !borders_zero {
+                    out[..left].fill(0.0);
+                    out[left + copy..].fill(0.0);
+                }
                 // SAFETY: `S` runnable per this function's contract.
-                unsafe { copy_short::<S>(&src_row[..copy], &mut out[left..left + copy]) };
-                out[left + copy..].fill(0.0);
+                unsafe { copy_short::<S>(&src_row[..copy], &mut out[left..]) };
                 continue;
             }
             for (p, seg) in out.chunks_exact_mut(pw).enumerate() {
@@ -152,21 +163,33 @@ unsafe fn deinterleave2<S: Simd8>(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// `dst.copy_from_slice(src)` without a library call: rows are often a few dozen floats, where
-/// the call costs as much as the copy.
+/// `dst[..src.len()].copy_from_slice(src)` without a library call: rows are often a few dozen
+/// floats, where the call costs as much as the copy. `dst` runs on into the row's right padding,
+/// which must hold zeros: the tail is written as a whole vector with zeros past `src`, because a
+/// masked store costs several times a plain one (it was a quarter of the fill on Zen 4).
 ///
 /// # Safety
 /// `S` must be runnable on this CPU.
 #[inline(always)]
 unsafe fn copy_short<S: Simd8>(src: &[f32], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
+    assert!(src.len() <= dst.len());
     let whole = src.len() / LANES * LANES;
     for i in (0..whole).step_by(LANES) {
         // SAFETY: i + LANES <= len for both slices.
         unsafe { S::store(dst.as_mut_ptr().add(i), S::load(src.as_ptr().add(i))) };
     }
-    for (d, v) in dst[whole..].iter_mut().zip(&src[whole..]) {
-        *d = *v;
+    let tail = src.len() - whole;
+    if tail > 0 {
+        // SAFETY: `tail < LANES` floats from `whole` lie inside both slices; the full store only
+        // when `dst` has LANES floats from `whole`, else the masked one.
+        unsafe {
+            let v = S::load_partial(src.as_ptr().add(whole), tail);
+            if whole + LANES <= dst.len() {
+                S::store(dst.as_mut_ptr().add(whole), v);
+            } else {
+                S::store_partial(dst.as_mut_ptr().add(whole), v, tail);
+            }
+        }
     }
 }
 

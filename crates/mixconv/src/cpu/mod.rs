@@ -38,9 +38,12 @@ pub(crate) fn forward(
     act: FusedAct,
 ) -> Vec<f32> {
     let (c, plane_in, plane_out) = (geom.channels, geom.in_h * geom.in_w, geom.out_h * geom.out_w);
-    let mut out = vec![0f32; batch * c * plane_out];
+    let len = batch * c * plane_out;
+    // Not zero-filled first: every plane is written whole.
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let work = plane_out * geom.max_kernel().pow(2);
-    out.par_chunks_mut(plane_out.max(1)).with_min_len(min_planes(work)).enumerate().for_each(|(plane, dst)| {
+    let planes = &mut out.spare_capacity_mut()[..len];
+    planes.par_chunks_mut(plane_out.max(1)).with_min_len(min_planes(work)).enumerate().for_each(|(plane, dst)| {
         let channel = plane % c;
         let p = ForwardPlane {
             geom,
@@ -58,6 +61,9 @@ pub(crate) fn forward(
             _ => unsafe { forward_plane::<Portable>(&p, dst, scratch) },
         });
     });
+    // SAFETY: `forward_plane` wrote every plane (it returns only after writing all of `dst`);
+    // a panic in a task propagates out of `for_each` before this line.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -118,7 +124,11 @@ mod avx2 {
     use crate::geometry::MixedGeometry;
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_plane(p: &ForwardPlane, dst: &mut [f32], scratch: &mut Scratch) {
+    pub(super) unsafe fn forward_plane(
+        p: &ForwardPlane,
+        dst: &mut [std::mem::MaybeUninit<f32>],
+        scratch: &mut Scratch,
+    ) {
         // SAFETY: this function only runs where AVX2 and FMA were detected.
         unsafe { super::forward_plane::<Avx2Fma>(p, dst, scratch) }
     }

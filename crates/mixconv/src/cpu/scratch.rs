@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 
 use super::layout::{PaddedGrad, PaddedInput};
+use super::simd::Simd8;
 
 /// The layout whose taps the scratch holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -15,12 +16,16 @@ enum TapsOf {
 /// One thread's buffers.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    /// The padded plane the taps read.
+    /// The padded plane the taps read (output gradients; input planes live in `input_plane`).
     pub plane: Vec<f32>,
+    /// The last padded input plane, written only by [`Scratch::padded_input`].
+    input_plane: Vec<f32>,
+    /// Its padded rows (stride 2).
+    input_rows: Vec<f32>,
+    /// The layout whose zero borders `input_plane` and `input_rows` hold.
+    input_layout: Option<PaddedInput>,
     /// A second plane: a sub-grid result, or an output gradient padded to whole vectors.
     pub aux: Vec<f32>,
-    /// Padded input rows (stride-2 planes are split into phases from them).
-    pub rows: Vec<f32>,
     /// Tap offsets into `plane`.
     pub offsets: Vec<usize>,
     /// Tap weights, where they are not a contiguous slice of the packed weights.
@@ -41,6 +46,29 @@ impl Scratch {
         if self.aux.len() < aux_len {
             self.aux.resize(aux_len, 0.0);
         }
+    }
+
+    /// Copies `src` into `layout`'s zero-padded plane (read it with [`Scratch::input_plane`]). Consecutive planes mostly share a layout:
+    /// then only the input's own floats are rewritten, the zeros around them are kept.
+    ///
+    /// # Safety
+    /// `S` must be runnable on this CPU.
+    #[inline(always)]
+    pub unsafe fn padded_input<S: Simd8>(&mut self, layout: &PaddedInput, src: &[f32]) {
+        let same = self.input_layout == Some(*layout);
+        if self.input_plane.len() < layout.len() {
+            self.input_plane.resize(layout.len(), 0.0);
+        }
+        // Cleared first: if `fill` panicked half-way, the borders would not be known to be zero.
+        self.input_layout = None;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { layout.fill::<S>(src, &mut self.input_plane, &mut self.input_rows, same) };
+        self.input_layout = Some(*layout);
+    }
+
+    /// The plane [`Scratch::padded_input`] wrote last, `layout.len()` floats.
+    pub fn input_plane(&self, layout: &PaddedInput) -> &[f32] {
+        &self.input_plane[..layout.len()]
     }
 
     /// Fills `offsets` for `layout`. Consecutive planes mostly share a group, so the offsets are

@@ -62,6 +62,10 @@ pub(crate) trait Simd8 {
     unsafe fn sum(v: Self::V) -> f32;
     /// The even-indexed floats of `p[0..16]`.
     unsafe fn load_even(p: *const f32) -> Self::V;
+    /// The first `n < LANES` floats of `p` (only those are read), zeros in the other lanes.
+    unsafe fn load_partial(p: *const f32, n: usize) -> Self::V;
+    /// Writes the first `n < LANES` lanes of `v` to `p` (only those are written).
+    unsafe fn store_partial(p: *mut f32, v: Self::V, n: usize);
 }
 
 /// Arrays of eight floats: the compiler turns the lane loops into the baseline's vectors.
@@ -108,6 +112,20 @@ impl Simd8 for Portable {
         // SAFETY: the caller guarantees `p` is valid for 16 reads.
         let a = unsafe { p.cast::<[f32; 2 * LANES]>().read_unaligned() };
         std::array::from_fn(|i| a[2 * i])
+    }
+
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize) -> Self::V {
+        let mut v = [0.0; LANES];
+        // SAFETY: the caller guarantees `p` is valid for `n < LANES` reads.
+        unsafe { std::ptr::copy_nonoverlapping(p, v.as_mut_ptr(), n.min(LANES)) };
+        v
+    }
+
+    #[inline(always)]
+    unsafe fn store_partial(p: *mut f32, v: Self::V, n: usize) {
+        // SAFETY: the caller guarantees `p` is valid for `n < LANES` writes.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), p, n.min(LANES)) };
     }
 }
 
@@ -167,4 +185,27 @@ impl Simd8 for Avx2Fma {
             _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(mixed)))
         }
     }
+
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize) -> Self::V {
+        // SAFETY: masked lanes are neither read nor fault; the caller guarantees `n` valid reads.
+        unsafe { std::arch::x86_64::_mm256_maskload_ps(p, lane_mask(n)) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_partial(p: *mut f32, v: Self::V, n: usize) {
+        // SAFETY: masked lanes are neither written nor fault; the caller guarantees `n` valid writes.
+        unsafe { std::arch::x86_64::_mm256_maskstore_ps(p, lane_mask(n), v) }
+    }
+}
+
+/// All-ones in the first `n` lanes (`n` clamped to `LANES`): the mask of a partial load or store.
+/// A variable-length copy through a stack buffer cost more than the kernel's arithmetic on
+/// 7- and 14-wide planes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lane_mask(n: usize) -> std::arch::x86_64::__m256i {
+    const MASKS: [i32; 2 * LANES] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: LANES - min(n, LANES) + 8 <= 16 stays inside MASKS; AVX present (caller's dispatch).
+    unsafe { std::arch::x86_64::_mm256_loadu_si256(MASKS.as_ptr().add(LANES - n.min(LANES)).cast()) }
 }
