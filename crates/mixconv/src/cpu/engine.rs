@@ -83,13 +83,14 @@ pub(crate) unsafe fn correlate<S: Simd8>(
     }
 }
 
-/// Rows `r0 .. r0 + R`: tiles of 16 columns, then of 8 for the rest, from right to left.
+/// Rows `r0 .. r0 + R`: tiles of 16 columns from right to left; the rightmost holds the rest
+/// (up to 16 columns; 8 when at most 8 remain), so 14-wide planes fill 2 vectors per row.
 ///
-/// The last tile of a row usually holds fewer than 8 columns. It is stored as a whole vector
-/// (a masked store costs several times a plain one): the extra lanes land either in the row's
-/// stride gap or at the start of a later row, which a tile to the left (processed after it,
-/// hence right to left) or a later row overwrites. Only a store that would reach past the last
-/// output is masked.
+/// A tile whose last vector holds fewer than 8 columns stores it whole (a masked store costs
+/// several times a plain one): the extra lanes land either in the row's stride gap or at the
+/// start of a later row, which a tile to the left (processed after it, hence right to left) or a
+/// later row overwrites. Only a store that would reach past the last output is masked.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn row_block<S: Simd8, const R: usize>(
     taps: &Taps,
@@ -101,15 +102,18 @@ unsafe fn row_block<S: Simd8, const R: usize>(
     end: usize,
 ) {
     let wide = cols / (2 * LANES);
-    let rest = wide * 2 * LANES;
-    for i in (0..(cols - rest).div_ceil(LANES)).rev() {
-        let col = rest + i * LANES;
-        // SAFETY: the caller checked bounds for every column below `cols` rounded up to LANES.
-        unsafe { tile::<S, R, 1>(taps, init, dst, dst_stride, r0, col, (cols - col).min(LANES), end) };
-    }
-    for i in (0..wide).rev() {
-        // SAFETY: as above.
-        unsafe { tile::<S, R, 2>(taps, init, dst, dst_stride, r0, i * 2 * LANES, 2 * LANES, end) };
+    let (col, rest) = (wide * 2 * LANES, cols % (2 * LANES));
+    // SAFETY: the caller checked bounds for every column below `cols` rounded up to LANES, and
+    // a 2-vector tile reads past `cols` only when `rest > LANES`, i.e. up to that rounding.
+    unsafe {
+        if rest > LANES {
+            tile::<S, R, 2>(taps, init, dst, dst_stride, r0, col, rest, end);
+        } else if rest > 0 {
+            tile::<S, R, 1>(taps, init, dst, dst_stride, r0, col, rest, end);
+        }
+        for i in (0..wide).rev() {
+            tile::<S, R, 2>(taps, init, dst, dst_stride, r0, i * 2 * LANES, 2 * LANES, end);
+        }
     }
 }
 
@@ -144,14 +148,13 @@ unsafe fn tile<S: Simd8, const R: usize, const V: usize>(
         let out = dst.as_mut_ptr().cast::<f32>().add(r0 * dst_stride + col);
         for (r, acc_r) in acc.iter().enumerate() {
             let row = out.add(r * dst_stride);
-            if valid == V * LANES {
-                for (v, a) in acc_r.iter().enumerate() {
+            for (v, a) in acc_r.iter().enumerate() {
+                let lanes = valid.saturating_sub(v * LANES).min(LANES);
+                if lanes == LANES || (lanes > 0 && (r0 + r) * dst_stride + col + (v + 1) * LANES <= end) {
                     S::store(row.add(v * LANES), *a);
+                } else if lanes > 0 {
+                    S::store_partial(row.add(v * LANES), *a, lanes);
                 }
-            } else if (r0 + r) * dst_stride + col + LANES <= end {
-                S::store(row, acc_r[0]);
-            } else {
-                S::store_partial(row, acc_r[0], valid);
             }
         }
     }
