@@ -90,7 +90,6 @@ pub(crate) unsafe fn correlate<S: Simd8>(
 /// several times a plain one): the extra lanes land either in the row's stride gap or at the
 /// start of a later row, which a tile to the left (processed after it, hence right to left) or a
 /// later row overwrites. Only a store that would reach past the last output is masked.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn row_block<S: Simd8, const R: usize>(
     taps: &Taps,

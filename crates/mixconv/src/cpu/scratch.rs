@@ -48,8 +48,9 @@ impl Scratch {
         }
     }
 
-    /// Copies `src` into `layout`'s zero-padded plane (read it with [`Scratch::input_plane`]). Consecutive planes mostly share a layout:
-    /// then only the input's own floats are rewritten, the zeros around them are kept.
+    /// Copies `src` into `layout`'s zero-padded plane (read it with [`Scratch::input_plane`]).
+    /// Consecutive planes mostly share a layout: then only the input's own floats are rewritten,
+    /// the zeros around them are kept.
     ///
     /// # Safety
     /// `S` must be runnable on this CPU.
