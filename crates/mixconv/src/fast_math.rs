@@ -9,19 +9,22 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding then subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
 const ROUND_MAGIC: f32 = 12_582_912.0;
+/// The input range where exp is neither 0 nor infinite in f32 (the argument is clamped to it).
+const EXP_RANGE: (f32, f32) = (-87.0, 88.0);
+/// Cephes' polynomial for `(exp(r) - 1 - r) / r²` on |r| <= ln 2 / 2, highest degree first
+/// (its last coefficient, 5.0000001201e-1, rounds to 0.5 in f32).
+const EXP_POLY: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
 
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = x * LOG2E + ROUND_MAGIC;
     let n = t - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_2e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
     let e = p * r * r + r + 1.0;
     // `t`'s low mantissa bits hold n (|n| <= 127 keeps the exponent fixed), so 2^n is built with
     // integer ops that vectorise; `n as i32` is a saturating scalar conversion per element.
@@ -52,19 +55,19 @@ fn sigmoid_portable(xs: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
+    use super::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
 
     #[inline(always)]
     unsafe fn exp8(x: __m256) -> __m256 {
         // SAFETY (whole body): AVX2 and FMA are enabled by every caller's target_feature.
         unsafe {
-            let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0)), _mm256_set1_ps(88.0));
+            let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_RANGE.0)), _mm256_set1_ps(EXP_RANGE.1));
             let t = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND_MAGIC));
             let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND_MAGIC));
             let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
             let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-            let mut p = _mm256_set1_ps(1.987_569_2e-4);
-            for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            let mut p = _mm256_set1_ps(EXP_POLY[0]);
+            for &c in &EXP_POLY[1..] {
                 p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
             }
             let e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
