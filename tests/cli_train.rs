@@ -8,11 +8,11 @@ fn mixdet(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mixdet")).args(args).output().expect("run mixdet")
 }
 
-fn write_tiny_detector(dir: &Path) -> String {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/detectors/ssdlite320_mixnet_s_shapes.json");
+fn write_tiny_detector(dir: &Path, name: &str) -> String {
+    let src = format!("{}/configs/detectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
     cfg["input_size"] = serde_json::json!([64, 64]);
-    let path = dir.join("detector.json");
+    let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, cfg.to_string()).unwrap();
     path.display().to_string()
 }
@@ -55,7 +55,7 @@ fn synth_then_train_with_bad_records_and_resume() {
 
     let run_dir = dir.path().join("run");
     let cfg = serde_json::json!({
-        "detector": write_tiny_detector(dir.path()),
+        "detector": write_tiny_detector(dir.path(), "ssdlite320_mixnet_s_shapes"),
         "train": {"images": data.join("train"), "annotations": ann_path},
         "val": {"images": data.join("val"), "annotations": data.join("annotations/instances_val.json")},
         "output_dir": run_dir,
@@ -98,6 +98,31 @@ fn synth_then_train_with_bad_records_and_resume() {
         .collect();
     assert_eq!(steps, [1, 2, 3, 4]);
     assert!(log.lines().any(|l| l.contains("\"type\":\"eval\"")));
+
+    // The trained weights start a detector with a C3 level: head levels renamed one up, C3's own
+    // blocks declared new. Without `init_new` the missing blocks are an error.
+    let mut c3 = cfg.clone();
+    c3["detector"] = write_tiny_detector(dir.path(), "ssdlite320_mixnet_s_c3_shapes").into();
+    c3["init_weights"] = run_dir.join("model.safetensors").display().to_string().into();
+    c3["output_dir"] = dir.path().join("run_c3").display().to_string().into();
+    c3["epochs"] = 1.into();
+    let renames: Vec<[String; 2]> = ["classification", "regression"]
+        .iter()
+        .flat_map(|h| (0..6).rev().map(move |i| [i, i + 1].map(|j| format!("head.{h}_head.module_list.{j}."))))
+        .collect();
+    c3["init_rename"] = serde_json::json!(renames);
+    let c3_path = dir.path().join("train_c3.json");
+    std::fs::write(&c3_path, c3.to_string()).unwrap();
+    let out = mixdet(&["train", "--config", c3_path.to_str().unwrap(), "--quiet", "--max-steps", "1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("14 of its variables missing") && stderr.contains("module_list.0."), "{stderr}");
+    c3["init_new"] =
+        serde_json::json!(["head.classification_head.module_list.0.", "head.regression_head.module_list.0."]);
+    std::fs::write(&c3_path, c3.to_string()).unwrap();
+    let out = mixdet(&["train", "--config", c3_path.to_str().unwrap(), "--quiet", "--max-steps", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("run_c3/model.safetensors").is_file());
 
     // A config error names the field.
     std::fs::write(&cfg_path, cfg.to_string().replace("\"batch_size\":2", "\"batch_size\":0")).unwrap();

@@ -11,7 +11,7 @@ use crate::arch::{
     decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,
 };
 use crate::layers::{classify, linear, Activation, ConvBnAct, ConvSpec, SqueezeExcite};
-use crate::{Backbone, FeatureInfo, ModelOutput};
+use crate::{Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// Everything that defines one EfficientNet-family architecture.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,8 +107,9 @@ pub struct EfficientNet {
     features: Vec<FeatureInfo>,
     /// Stage whose first block's expansion is the detection tap C4 (the last stride-2 stage).
     c4_stage: usize,
-    c4_channels: usize,
-    c5_channels: usize,
+    /// Stage whose first block's expansion is C3 (the stride-2 stage before C4's), if any.
+    c3_stage: Option<usize>,
+    taps_channels: TapChannels,
 }
 
 fn block_weights_prefix(stage: usize, block: usize) -> String {
@@ -183,9 +184,16 @@ impl EfficientNet {
             (Some(head), classifier)
         };
         let c4_stage = stages_args.iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1)).unwrap_or(0);
-        let c4_channels = stages.get(c4_stage).and_then(|s| s.first()).map_or(0, Block::expanded_channels);
-        let c5_channels = if head.is_some() { cfg.num_features } else { in_chs };
-        Ok(Self { stem, stages, head, classifier, taps, features, c4_stage, c4_channels, c5_channels })
+        let c3_stage = stages_args[..c4_stage].iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1));
+        let expanded = |si: Option<usize>| {
+            si.and_then(|si| stages.get(si)).and_then(|s| s.first()).map_or(0, Block::expanded_channels)
+        };
+        let taps_channels = TapChannels {
+            c3: expanded(c3_stage),
+            c4: expanded(Some(c4_stage)),
+            c5: if head.is_some() { cfg.num_features } else { in_chs },
+        };
+        Ok(Self { stem, stages, head, classifier, taps, features, c4_stage, c3_stage, taps_channels })
     }
 }
 
@@ -303,8 +311,8 @@ impl Backbone for EfficientNet {
         Ok(ModelOutput { logits, features })
     }
 
-    fn detection_tap_channels(&self) -> (usize, usize) {
-        (self.c4_channels, self.c5_channels)
+    fn detection_tap_channels(&self) -> TapChannels {
+        self.taps_channels
     }
 
     fn fuse_for_inference(&mut self) -> Result<()> {
@@ -318,17 +326,32 @@ impl Backbone for EfficientNet {
         Ok(())
     }
 
-    fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+    fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {
+        let c3_stage = match (with_c3, self.c3_stage) {
+            (false, _) => None,
+            (true, Some(s)) => Some(s),
+            (true, None) => candle_core::bail!("model has no stride-2 stage before C4's for the C3 tap"),
+        };
         let mut h = self.stem.forward_t(x, train)?;
-        let mut c4 = None;
+        let (mut c3, mut c4) = (None, None);
         for (si, stage) in self.stages.iter().enumerate() {
             for (bi, block) in stage.iter().enumerate() {
-                if si == self.c4_stage && bi == 0 {
-                    let expanded = block.expand_t(&h, train)?;
-                    h = block.forward_from_expanded(&h, &expanded, train)?;
-                    c4 = Some(expanded);
+                let tap = if bi != 0 {
+                    None
+                } else if si == self.c4_stage {
+                    Some(&mut c4)
+                } else if Some(si) == c3_stage {
+                    Some(&mut c3)
                 } else {
-                    h = block.forward_t(&h, train)?;
+                    None
+                };
+                match tap {
+                    Some(slot) => {
+                        let expanded = block.expand_t(&h, train)?;
+                        h = block.forward_from_expanded(&h, &expanded, train)?;
+                        *slot = Some(expanded);
+                    }
+                    None => h = block.forward_t(&h, train)?,
                 }
             }
         }
@@ -336,6 +359,6 @@ impl Backbone for EfficientNet {
             h = head.forward_t(&h, train)?;
         }
         let c4 = c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 stage for the C4 tap".into()))?;
-        Ok((c4, h))
+        Ok(DetectionTaps { c3, c4, c5: h })
     }
 }

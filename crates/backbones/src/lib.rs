@@ -39,6 +39,31 @@ pub struct ModelOutput {
     pub features: Vec<Tensor>,
 }
 
+/// The maps an SSD-style detector takes from a backbone, each the output of the 1x1 expansion
+/// (with BN and activation) of the first block of a stride-2 stage, as torchvision's SSDLite
+/// takes C4, plus the last map.
+#[derive(Debug, Clone)]
+pub struct DetectionTaps {
+    /// Stride 8: the expansion of the block that goes from stride 8 to 16 (only when asked for;
+    /// not part of torchvision's SSDLite, added for small objects).
+    pub c3: Option<Tensor>,
+    /// Stride 16: the expansion of the block that goes from stride 16 to 32.
+    pub c4: Tensor,
+    /// Stride 32: the head conv when the model has one, else the last block's output.
+    pub c5: Tensor,
+}
+
+/// Channels of the [`DetectionTaps`] (`c3` is 0 when the backbone has no such tap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapChannels {
+    /// Channels of C3.
+    pub c3: usize,
+    /// Channels of C4.
+    pub c4: usize,
+    /// Channels of C5.
+    pub c5: usize,
+}
+
 /// A backbone: an image classifier that also exposes its intermediate feature maps.
 pub trait Backbone: Send + Sync + std::fmt::Debug {
     /// Channels and strides of the feature maps [`Backbone::forward_t`] returns.
@@ -56,12 +81,10 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     /// fused kernels. Training keeps using the unfolded layers; call again after changing weights.
     fn fuse_for_inference(&mut self) -> Result<()>;
 
-    /// Channels of the two maps [`Backbone::forward_detection_taps`] returns.
-    fn detection_tap_channels(&self) -> (usize, usize);
+    /// Channels of the maps [`Backbone::forward_detection_taps`] returns.
+    fn detection_tap_channels(&self) -> TapChannels;
 
-    /// The two maps torchvision's SSDLite takes from a classification backbone, in one pass:
-    /// C4, the output of the 1x1 expansion (with BN and activation) of the first block of the
-    /// last stride-2 stage (stride 16), and C5, the last feature map (stride 32: the head conv
-    /// when the model has one, else the last block's output).
-    fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)>;
+    /// The maps an SSDLite detector takes, in one pass; C3 only when `with_c3` (an error when the
+    /// backbone has no stride-2 stage before C4's).
+    fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps>;
 }

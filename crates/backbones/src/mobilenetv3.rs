@@ -9,7 +9,7 @@ use mixdet_mixconv::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
 use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, SqueezeExcite};
-use crate::{Backbone, FeatureInfo, ModelOutput};
+use crate::{Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// One row of torchvision's `inverted_residual_setting`.
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +173,9 @@ pub struct MobileNetV3 {
     features: Vec<FeatureInfo>,
     /// Index into `blocks` of the last stride-2 block (torchvision's `c4_pos` minus the stem).
     c4_block: usize,
+    /// Index into `blocks` of the stride-2 block before it (C3's), if any.
+    c3_block: Option<usize>,
+    c3_channels: usize,
     c4_channels: usize,
 }
 
@@ -220,7 +223,9 @@ impl MobileNetV3 {
         };
         let c4_block = setting.iter().rposition(|c| c.stride > 1).unwrap_or(0);
         let c4_channels = setting[c4_block].expanded;
-        Ok(Self { stem, blocks, last_conv, classifier, taps, features, c4_block, c4_channels })
+        let c3_block = setting[..c4_block].iter().rposition(|c| c.stride > 1);
+        let c3_channels = c3_block.map_or(0, |b| setting[b].expanded);
+        Ok(Self { stem, blocks, last_conv, classifier, taps, features, c4_block, c3_block, c3_channels, c4_channels })
     }
 }
 
@@ -264,24 +269,37 @@ impl Backbone for MobileNetV3 {
         self.last_conv.fuse()
     }
 
-    fn detection_tap_channels(&self) -> (usize, usize) {
-        (self.c4_channels, self.features.last().map_or(0, |f| f.channels))
+    fn detection_tap_channels(&self) -> TapChannels {
+        TapChannels { c3: self.c3_channels, c4: self.c4_channels, c5: self.features.last().map_or(0, |f| f.channels) }
     }
 
-    fn forward_detection_taps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+    fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {
+        let c3_block = match (with_c3, self.c3_block) {
+            (false, _) => None,
+            (true, Some(b)) => Some(b),
+            (true, None) => candle_core::bail!("model has no stride-2 block before C4's for the C3 tap"),
+        };
         let mut h = self.stem.forward_t(x, train)?;
-        let mut c4 = None;
+        let (mut c3, mut c4) = (None, None);
         for (i, block) in self.blocks.iter().enumerate() {
-            if i == self.c4_block {
-                let expanded = block.expand_t(&h, train)?;
-                h = block.forward_from_expanded(&h, &expanded, train)?;
-                c4 = Some(expanded);
+            let tap = if i == self.c4_block {
+                Some(&mut c4)
+            } else if Some(i) == c3_block {
+                Some(&mut c3)
             } else {
-                h = block.forward_t(&h, train)?;
+                None
+            };
+            match tap {
+                Some(slot) => {
+                    let expanded = block.expand_t(&h, train)?;
+                    h = block.forward_from_expanded(&h, &expanded, train)?;
+                    *slot = Some(expanded);
+                }
+                None => h = block.forward_t(&h, train)?,
             }
         }
         let c5 = self.last_conv.forward_t(&h, train)?;
         let c4 = c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 block for the C4 tap".into()))?;
-        Ok((c4, c5))
+        Ok(DetectionTaps { c3, c4, c5 })
     }
 }

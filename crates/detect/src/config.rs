@@ -63,6 +63,10 @@ pub struct DetectorConfig {
     pub num_classes: usize,
     /// Class names, index = label (index 0 the background; "N/A" for unused slots).
     pub labels: Vec<String>,
+    /// Also predict from C3 (stride 8), a level in front of C4 for small objects. Not part of
+    /// torchvision's SSDLite; the head's `module_list` then starts with C3's block.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub c3_level: bool,
     /// Output channels of the extra layers appended after C5.
     pub extra_channels: Vec<usize>,
     /// BatchNorm epsilon of the extra layers and the head.
@@ -117,6 +121,7 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "ssdlite320_mixnet_m",
     "ssdlite320_mixnet_l",
     "ssdlite320_mixnet_s_shapes",
+    "ssdlite320_mixnet_s_c3_shapes",
 ];
 
 fn builtin_json(name: &str) -> Option<&'static str> {
@@ -131,6 +136,9 @@ fn builtin_json(name: &str) -> Option<&'static str> {
         "ssdlite320_mixnet_m" => include_str!("../../../configs/detectors/ssdlite320_mixnet_m.json"),
         "ssdlite320_mixnet_l" => include_str!("../../../configs/detectors/ssdlite320_mixnet_l.json"),
         "ssdlite320_mixnet_s_shapes" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json"),
+        "ssdlite320_mixnet_s_c3_shapes" => {
+            include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json")
+        }
         _ => return None,
     })
 }
@@ -162,9 +170,9 @@ impl DetectorConfig {
         Ok(cfg)
     }
 
-    /// Number of feature levels (C4, C5 and the extra layers).
+    /// Number of feature levels (C3 if enabled, C4, C5 and the extra layers).
     pub fn num_levels(&self) -> usize {
-        2 + self.extra_channels.len()
+        usize::from(self.c3_level) + 2 + self.extra_channels.len()
     }
 
     /// Anchors per location at each level.
@@ -183,9 +191,10 @@ impl DetectorConfig {
         }
         if self.anchors.aspect_ratios.len() != self.num_levels() {
             return bad(format!(
-                "{} anchor aspect-ratio lists for {} feature levels (C4, C5 and {} extra layers)",
+                "{} anchor aspect-ratio lists for {} feature levels ({}C4, C5 and {} extra layers)",
                 self.anchors.aspect_ratios.len(),
                 self.num_levels(),
+                if self.c3_level { "C3, " } else { "" },
                 self.extra_channels.len()
             ));
         }
@@ -231,7 +240,7 @@ mod tests {
         for name in BUILTIN_NAMES {
             let cfg = DetectorConfig::resolve(name).expect("valid built-in");
             assert_eq!(&cfg.name, name);
-            assert_eq!(cfg.anchors_per_location(), vec![6; 6]);
+            assert_eq!(cfg.anchors_per_location(), vec![6; cfg.num_levels()]);
         }
     }
 
@@ -242,6 +251,10 @@ mod tests {
         v["num_classes"] = 5.into();
         let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("labels mismatch");
         assert!(err.to_string().contains("91 labels for 5 classes"), "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("json");
+        v["c3_level"] = true.into();
+        let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("one level short");
+        assert!(err.to_string().contains("6 anchor aspect-ratio lists for 7 feature levels (C3, C4"), "{err}");
         let err = DetectorConfig::from_json("{\"name\": 3}", "y.json").expect_err("bad json");
         assert!(err.to_string().starts_with("y.json: invalid detector config"), "{err}");
         assert!(matches!(DetectorConfig::resolve("nope"), Err(ConfigError::Unknown(_))));

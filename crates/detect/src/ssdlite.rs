@@ -1,4 +1,4 @@
-//! The SSDLite detector: a backbone's C4/C5 maps, extra layers extending the pyramid, and the
+//! The SSDLite detector: a backbone's C4/C5 maps (and optionally C3), extra layers extending the pyramid, and the
 //! SSDLite head. Weight names follow torchvision's `ssdlite320_mobilenet_v3_large` state dict
 //! (`backbone.features.{0,1}...`, `backbone.extra.{i}`, `head.{classification,regression}_head.module_list.{i}`);
 //! EfficientNet-family trunks (MixNet) keep timm's names under `backbone.body.`.
@@ -181,9 +181,13 @@ impl SsdLite {
             }
             Architecture::EfficientNet(_) => spec.build(&opts, vb.pp("backbone").pp("body"))?,
         };
-        let (c4, c5) = backbone.detection_tap_channels();
+        let taps = backbone.detection_tap_channels();
+        if config.c3_level && taps.c3 == 0 {
+            candle_core::bail!("{}: c3_level needs a stride-2 stage before C4's in {}", config.name, config.backbone);
+        }
         let eps = config.bn_eps;
-        let mut level_channels = vec![c4, c5];
+        let mut level_channels = if config.c3_level { vec![taps.c3] } else { vec![] };
+        level_channels.extend([taps.c4, taps.c5]);
         let mut extras = Vec::with_capacity(config.extra_channels.len());
         let evb = vb.pp("backbone").pp("extra");
         for (i, &out) in config.extra_channels.iter().enumerate() {
@@ -266,8 +270,8 @@ impl SsdLite {
 
     /// Runs backbone, extra layers and head on a preprocessed batch `(N, 3, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<HeadOutput> {
-        let (c4, c5) = self.backbone.forward_detection_taps(x, train)?;
-        let mut feats = vec![c4, c5];
+        let taps = self.backbone.forward_detection_taps(x, train, self.config.c3_level)?;
+        let mut feats: Vec<Tensor> = taps.c3.into_iter().chain([taps.c4, taps.c5]).collect();
         for e in &self.extras {
             let next = e.forward_t(&feats[feats.len() - 1], train)?;
             feats.push(next);
@@ -308,6 +312,54 @@ mod tests {
         assert_eq!(m("features.13.block.2.fc1.bias"), "backbone.features.1.0.2.fc1.bias");
         assert_eq!(m("features.14.block.0.0.weight"), "backbone.features.1.1.block.0.0.weight");
         assert_eq!(m("features.16.0.weight"), "backbone.features.1.3.0.weight");
+    }
+
+    fn recorded(cfg: &DetectorConfig) -> Result<(SsdLite, std::collections::BTreeMap<String, Vec<usize>>)> {
+        let recorder = mixdet_backbones::weights::ShapeRecorder::default();
+        let model = SsdLite::load(cfg.clone(), recorder.var_builder(&Device::Cpu))?;
+        Ok((model, recorder.shapes()))
+    }
+
+    /// The C3 level adds a stride-8 grid in front of C4 and shifts the head's other levels by one
+    /// index with unchanged shapes, which is what `init_rename` in the training configs relies on.
+    #[test]
+    fn c3_level_adds_a_stride_8_grid_and_shifts_the_head() -> Result<()> {
+        let base = DetectorConfig::resolve("ssdlite320_mixnet_s_shapes").map_err(candle_core::Error::wrap)?;
+        let c3 = DetectorConfig::resolve("ssdlite320_mixnet_s_c3_shapes").map_err(candle_core::Error::wrap)?;
+        assert!(c3.c3_level && !base.c3_level);
+        let (model, c3_shapes) = recorded(&c3)?;
+        let (_, base_shapes) = recorded(&base)?;
+        let out = model.forward_t(&Tensor::zeros((1, 3, 320, 320), DType::F32, &Device::Cpu)?, false)?;
+        let grids: Vec<[usize; 2]> = [40, 20, 10, 5, 3, 2, 1].iter().map(|&g| [g, g]).collect();
+        assert_eq!(out.grid_sizes, grids);
+        let anchors: usize = grids.iter().map(|[h, w]| h * w * 6).sum();
+        assert_eq!(out.cls_logits.dims(), &[1, anchors, 7]);
+        assert_eq!(out.bbox_regression.dims(), &[1, anchors, 4]);
+        assert_eq!(model.anchors(&out.grid_sizes).len(), anchors);
+        // MixNet-S: C3 is the 6x expansion of the 40-channel stride-8 map.
+        assert_eq!(c3_shapes["head.classification_head.module_list.0.0.0.weight"], vec![240, 1, 3, 3]);
+        let shifted = |k: &str| -> String {
+            let Some((head, rest)) = k.split_once(".module_list.") else { return k.to_string() };
+            let (i, tail) = rest.split_once('.').unwrap_or((rest, ""));
+            format!("{head}.module_list.{}.{tail}", i.parse::<usize>().map_or(0, |i| i + 1))
+        };
+        for (k, shape) in &base_shapes {
+            assert_eq!(c3_shapes.get(&shifted(k)), Some(shape), "{k}");
+        }
+        assert_eq!(c3_shapes.len() - base_shapes.len(), 14, "C3's own cls and reg blocks");
+        Ok(())
+    }
+
+    #[test]
+    fn mobilenet_v3_has_a_c3_tap_too() -> Result<()> {
+        let mut cfg = DetectorConfig::resolve("ssdlite320_mobilenet_v3_large").map_err(candle_core::Error::wrap)?;
+        cfg.c3_level = true;
+        cfg.anchors.aspect_ratios.push(vec![2.0, 3.0]);
+        cfg.validate().map_err(candle_core::Error::wrap)?;
+        let (_, shapes) = recorded(&cfg)?;
+        // torchvision's block 7 (40 -> 80, stride 2) expands to 240 channels.
+        assert_eq!(shapes["head.regression_head.module_list.0.0.0.weight"], vec![240, 1, 3, 3]);
+        Ok(())
     }
 
     /// torchvision 0.29.2: `sum(p.numel() for p in model.parameters())` and

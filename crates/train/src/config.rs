@@ -62,6 +62,15 @@ pub struct TrainConfig {
     /// Every variable must be present with its shape. Not used with `--resume`.
     #[serde(default)]
     pub init_weights: Option<PathBuf>,
+    /// Key renames applied to `init_weights`' keys before loading, as `[from_prefix, to_prefix]`
+    /// pairs (the first that matches a key applies), for weights of a related layout: e.g. head
+    /// levels shifted by one when a detector gains a C3 level.
+    #[serde(default)]
+    pub init_rename: Vec<[String; 2]>,
+    /// Prefixes of detector variables that `init_weights` may lack (new layers); they keep their
+    /// fresh initial values. Every other variable must still be present with its shape.
+    #[serde(default)]
+    pub init_new: Vec<String>,
     /// Augmentations.
     #[serde(default)]
     pub augment: AugmentConfig,
@@ -164,7 +173,18 @@ impl TrainConfig {
                 "backbone_weights and init_weights exclude each other: init_weights sets the whole detector".into()
             );
         }
+        if self.init_weights.is_none() && !(self.init_rename.is_empty() && self.init_new.is_empty()) {
+            return Err("init_rename and init_new apply to init_weights, which is not set".into());
+        }
         self.optimizer.validate().map_err(|e| format!("optimizer: {e}"))
+    }
+
+    /// `key` renamed by the first `init_rename` pair whose prefix it starts with.
+    pub fn init_key(&self, key: &str) -> String {
+        self.init_rename
+            .iter()
+            .find_map(|[from, to]| key.strip_prefix(from.as_str()).map(|rest| format!("{to}{rest}")))
+            .unwrap_or_else(|| key.to_string())
     }
 }
 
@@ -203,8 +223,25 @@ mod tests {
         let cfg: TrainConfig = serde_json::from_value(v).unwrap();
         assert!(cfg.validate().unwrap_err().contains("init_weights"));
         let mut v = base();
+        v["init_new"] = serde_json::json!(["head.classification_head.module_list.0."]);
+        let cfg: TrainConfig = serde_json::from_value(v).unwrap();
+        assert!(cfg.validate().unwrap_err().contains("init_new"));
+        let mut v = base();
         v["bacth_size"] = 3.into();
         assert!(serde_json::from_value::<TrainConfig>(v).unwrap_err().to_string().contains("bacth_size"));
+    }
+
+    #[test]
+    fn init_rename_applies_the_first_matching_prefix_once() {
+        let mut v = base();
+        v["init_weights"] = "w.safetensors".into();
+        v["init_rename"] = serde_json::json!([["head.m.0.", "head.m.1."], ["head.m.1.", "head.m.2."]]);
+        let cfg: TrainConfig = serde_json::from_value(v).unwrap();
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.init_key("head.m.0.weight"), "head.m.1.weight");
+        assert_eq!(cfg.init_key("head.m.1.bias"), "head.m.2.bias");
+        assert_eq!(cfg.init_key("head.m.10.bias"), "head.m.10.bias");
+        assert_eq!(cfg.init_key("backbone.x"), "backbone.x");
     }
 
     /// Every training config in `configs/train/` parses, validates and names a detector config

@@ -1,7 +1,7 @@
 //! The training loop: model set-up (initialisation or timm backbone), the loader thread, SSD loss,
 //! optimiser and schedule, checkpoints, JSONL log, progress bar, periodic COCO evaluation and plot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -244,11 +244,15 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         );
     }
     if let (Some(path), false) = (&cfg.init_weights, opts.resume) {
-        let sd = mixdet_backbones::weights::read_state_dict(path)?;
-        let r = load_backbone(&varmap, &sd, "", path)?;
+        let sd: HashMap<String, Tensor> =
+            mixdet_backbones::weights::read_state_dict(path)?.into_iter().map(|(k, t)| (cfg.init_key(&k), t)).collect();
+        let mut r = load_backbone(&varmap, &sd, "", path)?;
+        let missing_before = r.missing.len();
+        r.missing.retain(|m| !cfg.init_new.iter().any(|p| m.starts_with(p.as_str())));
+        let fresh = missing_before - r.missing.len();
         if !r.missing.is_empty() || !r.unused.is_empty() {
             return Err(TrainError::Invalid(format!(
-                "{}: not a {} detector's weights ({} of its variables missing, e.g. {:?}; {} unknown keys, e.g. {:?})",
+                "{}: not a {} detector's weights ({} of its variables missing, e.g. {:?}; {} unknown keys, e.g. {:?}); init_rename and init_new adapt a related layout",
                 path.display(),
                 det_cfg.backbone,
                 r.missing.len(),
@@ -257,7 +261,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 r.unused.first()
             )));
         }
-        say(&pb, format!("initial weights: {} tensors from {}", r.loaded, path.display()));
+        say(
+            &pb,
+            format!("initial weights: {} tensors from {} ({fresh} new left initialised)", r.loaded, path.display()),
+        );
     }
     let anchors = input_anchors(&model)?;
     let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
