@@ -10,7 +10,7 @@ use mixdet_mixconv::PaddingMode;
 use crate::arch::{
     decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,
 };
-use crate::layers::{classify, linear, Activation, ConvBnAct, ConvSpec, SqueezeExcite};
+use crate::layers::{classify, linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};
 use crate::{Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// Everything that defines one EfficientNet-family architecture.
@@ -38,57 +38,6 @@ pub struct EfficientNetConfig {
     pub dw_kernel_override: Option<Vec<usize>>,
 }
 
-/// A depthwise-separable (`ds`) or inverted-residual (`ir`) block.
-#[derive(Debug, Clone)]
-struct Block {
-    /// `conv_pw` + `bn1` (inverted residual only).
-    expand: Option<ConvBnAct>,
-    /// `conv_dw` + BN (`bn1` for ds, `bn2` for ir).
-    depthwise: ConvBnAct,
-    se: Option<SqueezeExcite>,
-    /// `conv_pw` + `bn2` (ds) or `conv_pwl` + `bn3` (ir).
-    project: ConvBnAct,
-    skip: bool,
-}
-
-impl Block {
-    fn expand_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        match &self.expand {
-            Some(e) => e.forward_t(x, train),
-            None => Ok(x.clone()),
-        }
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let expanded = self.expand_t(x, train)?;
-        self.forward_from_expanded(x, &expanded, train)
-    }
-
-    /// The rest of the block after the expansion conv (`x` is the block input, for the skip).
-    fn forward_from_expanded(&self, x: &Tensor, expanded: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = self.depthwise.forward_t(expanded, train)?;
-        if let Some(se) = &self.se {
-            h = if train { se.forward(&h)? } else { se.forward_inplace(h)? };
-        }
-        h = self.project.forward_t(&h, train)?;
-        if self.skip {
-            h = crate::fused::residual_add(h, x, train)?;
-        }
-        Ok(h)
-    }
-
-    fn fuse(&mut self) -> Result<()> {
-        if let Some(e) = &mut self.expand {
-            e.fuse()?;
-        }
-        self.depthwise.fuse()?;
-        if let Some(se) = &mut self.se {
-            se.fuse()?;
-        }
-        self.project.fuse()
-    }
-}
-
 /// Where a feature map is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tap {
@@ -100,7 +49,7 @@ enum Tap {
 #[derive(Debug, Clone)]
 pub struct EfficientNet {
     stem: ConvBnAct,
-    stages: Vec<Vec<Block>>,
+    stages: Vec<Vec<InvertedResidual>>,
     head: Option<ConvBnAct>,
     classifier: Option<candle_nn::Linear>,
     taps: Vec<Tap>,
@@ -186,7 +135,7 @@ impl EfficientNet {
         let c4_stage = stages_args.iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1)).unwrap_or(0);
         let c3_stage = stages_args[..c4_stage].iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1));
         let expanded = |si: Option<usize>| {
-            si.and_then(|si| stages.get(si)).and_then(|s| s.first()).map_or(0, Block::expanded_channels)
+            si.and_then(|si| stages.get(si)).and_then(|s| s.first()).map_or(0, InvertedResidual::expanded_channels)
         };
         let taps_channels = TapChannels {
             c3: expanded(c3_stage),
@@ -197,12 +146,6 @@ impl EfficientNet {
     }
 }
 
-impl Block {
-    fn expanded_channels(&self) -> usize {
-        self.depthwise.out_channels()
-    }
-}
-
 fn load_block(
     cfg: &EfficientNetConfig,
     args: &BlockArgs,
@@ -210,7 +153,9 @@ fn load_block(
     out_chs: usize,
     stride: usize,
     vb: VarBuilder,
-) -> Result<Block> {
+) -> Result<InvertedResidual> {
+    // timm's keys: `conv_pw`/`bn1` (ir expansion), `conv_dw` + `bn1` (ds) or `bn2` (ir),
+    // `conv_pw` + `bn2` (ds projection) or `conv_pwl` + `bn3` (ir projection).
     let act = args.act.unwrap_or(cfg.act);
     let spec = |i, o, kernel: &KernelSpec, stride, depthwise| ConvSpec {
         in_chs: i,
@@ -234,7 +179,7 @@ fn load_block(
     match args.block_type {
         BlockType::DepthwiseSeparable | BlockType::DepthwiseSeparableAct => {
             let pw_act = if args.block_type == BlockType::DepthwiseSeparableAct { act } else { Activation::Identity };
-            Ok(Block {
+            Ok(InvertedResidual {
                 expand: None,
                 depthwise: ConvBnAct::load(
                     &spec(in_chs, in_chs, &args.dw_kernel, stride, true),
@@ -256,7 +201,7 @@ fn load_block(
         }
         BlockType::InvertedResidual => {
             let mid = make_divisible(in_chs as f64 * args.exp_ratio, 8);
-            Ok(Block {
+            Ok(InvertedResidual {
                 expand: Some(ConvBnAct::load(
                     &spec(in_chs, mid, &args.exp_kernel, 1, false),
                     eps,
@@ -345,14 +290,7 @@ impl Backbone for EfficientNet {
                 } else {
                     None
                 };
-                match tap {
-                    Some(slot) => {
-                        let expanded = block.expand_t(&h, train)?;
-                        h = block.forward_from_expanded(&h, &expanded, train)?;
-                        *slot = Some(expanded);
-                    }
-                    None => h = block.forward_t(&h, train)?,
-                }
+                h = block.forward_tapped(&h, train, tap)?;
             }
         }
         if let Some(head) = &self.head {

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use mixdet_mixconv::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
-use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, SqueezeExcite};
+use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};
 use crate::{Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// One row of torchvision's `inverted_residual_setting`.
@@ -79,86 +79,41 @@ fn spec(in_chs: usize, out_chs: usize, kernel: KernelSpec, stride: usize, depthw
     ConvSpec { in_chs, out_chs, kernel, stride, dilation: 1, depthwise, padding: PaddingMode::Symmetric }
 }
 
-#[derive(Debug, Clone)]
-struct InvertedResidual {
-    expand: Option<ConvBnAct>,
-    depthwise: ConvBnAct,
-    se: Option<SqueezeExcite>,
-    project: ConvBnAct,
-    skip: bool,
-}
-
-impl InvertedResidual {
-    fn load(c: &BneckConf, mix: Option<&Vec<usize>>, vb: VarBuilder) -> Result<Self> {
-        let act = if c.hardswish { Activation::HardSwish } else { Activation::Relu };
-        let mut j = 0;
-        let mut next = || {
-            j += 1;
-            vb.pp((j - 1).to_string())
-        };
-        let expand = if c.expanded != c.input {
-            Some(conv_norm_act(spec(c.input, c.expanded, KernelSpec::Single(1), 1, false), act, next())?)
-        } else {
-            None
-        };
-        let dw_kernel = match mix {
-            Some(ks) => KernelSpec::Mixed(ks.clone()),
-            None => KernelSpec::Single(c.kernel),
-        };
-        let depthwise = conv_norm_act(spec(c.expanded, c.expanded, dw_kernel, c.stride, true), act, next())?;
-        let se = if c.use_se {
-            let squeeze = make_divisible((c.expanded / 4) as f64, 8);
-            let se_vb = next();
-            Some(SqueezeExcite::load(
-                c.expanded,
-                squeeze,
-                Activation::Relu,
-                Activation::HardSigmoid,
-                ("fc1", "fc2"),
-                se_vb,
-            )?)
-        } else {
-            None
-        };
-        let project =
-            conv_norm_act(spec(c.expanded, c.out, KernelSpec::Single(1), 1, false), Activation::Identity, next())?;
-        Ok(Self { expand, depthwise, se, project, skip: c.stride == 1 && c.input == c.out })
-    }
-
-    fn expand_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        match &self.expand {
-            Some(e) => e.forward_t(x, train),
-            None => Ok(x.clone()),
-        }
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let expanded = self.expand_t(x, train)?;
-        self.forward_from_expanded(x, &expanded, train)
-    }
-
-    fn forward_from_expanded(&self, x: &Tensor, expanded: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = self.depthwise.forward_t(expanded, train)?;
-        if let Some(se) = &self.se {
-            h = if train { se.forward(&h)? } else { se.forward_inplace(h)? };
-        }
-        h = self.project.forward_t(&h, train)?;
-        if self.skip {
-            h = crate::fused::residual_add(h, x, train)?;
-        }
-        Ok(h)
-    }
-
-    fn fuse(&mut self) -> Result<()> {
-        if let Some(e) = &mut self.expand {
-            e.fuse()?;
-        }
-        self.depthwise.fuse()?;
-        if let Some(se) = &mut self.se {
-            se.fuse()?;
-        }
-        self.project.fuse()
-    }
+/// torchvision's `InvertedResidual`: `block.{0,1,..}` in order (expansion, depthwise, SE, projection).
+fn load_block(c: &BneckConf, mix: Option<&Vec<usize>>, vb: VarBuilder) -> Result<InvertedResidual> {
+    let act = if c.hardswish { Activation::HardSwish } else { Activation::Relu };
+    let mut j = 0;
+    let mut next = || {
+        j += 1;
+        vb.pp((j - 1).to_string())
+    };
+    let expand = if c.expanded != c.input {
+        Some(conv_norm_act(spec(c.input, c.expanded, KernelSpec::Single(1), 1, false), act, next())?)
+    } else {
+        None
+    };
+    let dw_kernel = match mix {
+        Some(ks) => KernelSpec::Mixed(ks.clone()),
+        None => KernelSpec::Single(c.kernel),
+    };
+    let depthwise = conv_norm_act(spec(c.expanded, c.expanded, dw_kernel, c.stride, true), act, next())?;
+    let se = if c.use_se {
+        let squeeze = make_divisible((c.expanded / 4) as f64, 8);
+        let se_vb = next();
+        Some(SqueezeExcite::load(
+            c.expanded,
+            squeeze,
+            Activation::Relu,
+            Activation::HardSigmoid,
+            ("fc1", "fc2"),
+            se_vb,
+        )?)
+    } else {
+        None
+    };
+    let project =
+        conv_norm_act(spec(c.expanded, c.out, KernelSpec::Single(1), 1, false), Activation::Identity, next())?;
+    Ok(InvertedResidual { expand, depthwise, se, project, skip: c.stride == 1 && c.input == c.out })
 }
 
 /// torchvision's MobileNetV3-Large loaded with weights.
@@ -196,7 +151,7 @@ impl MobileNetV3 {
         let mut stride = 2;
         for (i, c) in setting.iter().enumerate() {
             let bvb = fvb.pp((i + 1).to_string()).pp("block");
-            blocks.push(InvertedResidual::load(c, cfg.mixconv_kernels.as_ref(), bvb)?);
+            blocks.push(load_block(c, cfg.mixconv_kernels.as_ref(), bvb)?);
             stride *= c.stride;
             // The last module at each resolution is a tap.
             if setting.get(i + 1).is_some_and(|n| n.stride > 1) {
@@ -289,14 +244,7 @@ impl Backbone for MobileNetV3 {
             } else {
                 None
             };
-            match tap {
-                Some(slot) => {
-                    let expanded = block.expand_t(&h, train)?;
-                    h = block.forward_from_expanded(&h, &expanded, train)?;
-                    *slot = Some(expanded);
-                }
-                None => h = block.forward_t(&h, train)?,
-            }
+            h = block.forward_tapped(&h, train, tap)?;
         }
         let c5 = self.last_conv.forward_t(&h, train)?;
         let c4 = c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 block for the C4 tap".into()))?;
