@@ -112,6 +112,14 @@ fn synth_then_train_with_bad_records_and_resume() {
         .collect();
     c3["init_rename"] = serde_json::json!(renames);
     let c3_path = dir.path().join("train_c3.json");
+    // Renaming level 0 alone would land on level 1's keys: refused, not half loaded.
+    let mut partial = c3.clone();
+    partial["init_rename"] = serde_json::json!([renames[5].clone()]);
+    std::fs::write(&c3_path, partial.to_string()).unwrap();
+    let out = mixdet(&["train", "--config", c3_path.to_str().unwrap(), "--quiet", "--max-steps", "1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("init_rename maps two keys onto head.classification_head.module_list.1."), "{stderr}");
     std::fs::write(&c3_path, c3.to_string()).unwrap();
     let out = mixdet(&["train", "--config", c3_path.to_str().unwrap(), "--quiet", "--max-steps", "1"]);
     assert!(!out.status.success());

@@ -244,8 +244,17 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         );
     }
     if let (Some(path), false) = (&cfg.init_weights, opts.resume) {
-        let sd: HashMap<String, Tensor> =
-            mixdet_backbones::weights::read_state_dict(path)?.into_iter().map(|(k, t)| (cfg.init_key(&k), t)).collect();
+        let mut sd: HashMap<String, Tensor> = HashMap::new();
+        for (k, t) in mixdet_backbones::weights::read_state_dict(path)? {
+            let renamed = cfg.init_key(&k);
+            // Two keys renamed onto one name would silently drop a tensor.
+            if sd.insert(renamed.clone(), t).is_some() {
+                return Err(TrainError::Invalid(format!(
+                    "{}: init_rename maps two keys onto {renamed} (rename every level that shifts)",
+                    path.display()
+                )));
+            }
+        }
         let mut r = load_backbone(&varmap, &sd, "", path)?;
         let missing_before = r.missing.len();
         r.missing.retain(|m| !cfg.init_new.iter().any(|p| m.starts_with(p.as_str())));
