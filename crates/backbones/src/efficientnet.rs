@@ -11,7 +11,7 @@ use crate::arch::{
     decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,
 };
 use crate::layers::{classify, linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};
-use crate::{Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
+use crate::{requested_c3, Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// Everything that defines one EfficientNet-family architecture.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,6 @@ pub struct EfficientNet {
     c4_stage: usize,
     /// Stage whose first block's expansion is C3 (the stride-2 stage before C4's), if any.
     c3_stage: Option<usize>,
-    taps_channels: TapChannels,
 }
 
 fn block_weights_prefix(stage: usize, block: usize) -> String {
@@ -134,15 +133,7 @@ impl EfficientNet {
         };
         let c4_stage = stages_args.iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1)).unwrap_or(0);
         let c3_stage = stages_args[..c4_stage].iter().rposition(|s| s.first().is_some_and(|b| b.stride > 1));
-        let expanded = |si: Option<usize>| {
-            si.and_then(|si| stages.get(si)).and_then(|s| s.first()).map_or(0, InvertedResidual::expanded_channels)
-        };
-        let taps_channels = TapChannels {
-            c3: expanded(c3_stage),
-            c4: expanded(Some(c4_stage)),
-            c5: if head.is_some() { cfg.num_features } else { in_chs },
-        };
-        Ok(Self { stem, stages, head, classifier, taps, features, c4_stage, c3_stage, taps_channels })
+        Ok(Self { stem, stages, head, classifier, taps, features, c4_stage, c3_stage })
     }
 }
 
@@ -257,7 +248,13 @@ impl Backbone for EfficientNet {
     }
 
     fn detection_tap_channels(&self) -> TapChannels {
-        self.taps_channels
+        let expanded = |si: usize| self.stages.get(si).and_then(|s| s.first()).map(InvertedResidual::expanded_channels);
+        TapChannels {
+            c3: self.c3_stage.and_then(expanded),
+            c4: expanded(self.c4_stage).unwrap_or(0),
+            // The last stage is always a feature tap, so `features` ends with the last block's width.
+            c5: self.head.as_ref().map_or(self.features.last().map_or(0, |f| f.channels), ConvBnAct::out_channels),
+        }
     }
 
     fn fuse_for_inference(&mut self) -> Result<()> {
@@ -272,11 +269,7 @@ impl Backbone for EfficientNet {
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {
-        let c3_stage = match (with_c3, self.c3_stage) {
-            (false, _) => None,
-            (true, Some(s)) => Some(s),
-            (true, None) => candle_core::bail!("model has no stride-2 stage before C4's for the C3 tap"),
-        };
+        let c3_stage = requested_c3(with_c3, self.c3_stage)?;
         let mut h = self.stem.forward_t(x, train)?;
         let (mut c3, mut c4) = (None, None);
         for (si, stage) in self.stages.iter().enumerate() {

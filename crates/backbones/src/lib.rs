@@ -53,11 +53,11 @@ pub struct DetectionTaps {
     pub c5: Tensor,
 }
 
-/// Channels of the [`DetectionTaps`] (`c3` is 0 when the backbone has no such tap).
+/// Channels of the [`DetectionTaps`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TapChannels {
-    /// Channels of C3.
-    pub c3: usize,
+    /// Channels of C3; `None` when the backbone has no stride-2 stage before C4's.
+    pub c3: Option<usize>,
     /// Channels of C4.
     pub c4: usize,
     /// Channels of C5.
@@ -87,4 +87,14 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     /// The maps an SSDLite detector takes, in one pass; C3 only when `with_c3` (an error when the
     /// backbone has no stride-2 stage before C4's).
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps>;
+}
+
+/// Where the C3 tap is taken when one is asked for: an error when the backbone has none, so that
+/// a detector never runs with fewer levels than its head was built for.
+pub(crate) fn requested_c3(with_c3: bool, c3_position: Option<usize>) -> Result<Option<usize>> {
+    match (with_c3, c3_position) {
+        (false, _) => Ok(None),
+        (true, Some(p)) => Ok(Some(p)),
+        (true, None) => candle_core::bail!("model has no stride-2 stage before C4's for the C3 tap"),
+    }
 }

@@ -9,7 +9,7 @@ use mixdet_mixconv::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
 use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};
-use crate::{Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
+use crate::{requested_c3, Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// One row of torchvision's `inverted_residual_setting`.
 #[derive(Debug, Clone, Copy)]
@@ -130,8 +130,6 @@ pub struct MobileNetV3 {
     c4_block: usize,
     /// Index into `blocks` of the stride-2 block before it (C3's), if any.
     c3_block: Option<usize>,
-    c3_channels: usize,
-    c4_channels: usize,
 }
 
 impl MobileNetV3 {
@@ -177,10 +175,8 @@ impl MobileNetV3 {
             Some((linear(last_out, hidden, cvb.pp("0"))?, linear(hidden, num_classes, cvb.pp("3"))?))
         };
         let c4_block = setting.iter().rposition(|c| c.stride > 1).unwrap_or(0);
-        let c4_channels = setting[c4_block].expanded;
         let c3_block = setting[..c4_block].iter().rposition(|c| c.stride > 1);
-        let c3_channels = c3_block.map_or(0, |b| setting[b].expanded);
-        Ok(Self { stem, blocks, last_conv, classifier, taps, features, c4_block, c3_block, c3_channels, c4_channels })
+        Ok(Self { stem, blocks, last_conv, classifier, taps, features, c4_block, c3_block })
     }
 }
 
@@ -225,15 +221,16 @@ impl Backbone for MobileNetV3 {
     }
 
     fn detection_tap_channels(&self) -> TapChannels {
-        TapChannels { c3: self.c3_channels, c4: self.c4_channels, c5: self.features.last().map_or(0, |f| f.channels) }
+        let expanded = |b: usize| self.blocks.get(b).map(InvertedResidual::expanded_channels);
+        TapChannels {
+            c3: self.c3_block.and_then(expanded),
+            c4: expanded(self.c4_block).unwrap_or(0),
+            c5: self.last_conv.out_channels(),
+        }
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {
-        let c3_block = match (with_c3, self.c3_block) {
-            (false, _) => None,
-            (true, Some(b)) => Some(b),
-            (true, None) => candle_core::bail!("model has no stride-2 block before C4's for the C3 tap"),
-        };
+        let c3_block = requested_c3(with_c3, self.c3_block)?;
         let mut h = self.stem.forward_t(x, train)?;
         let (mut c3, mut c4) = (None, None);
         for (i, block) in self.blocks.iter().enumerate() {

@@ -182,11 +182,16 @@ impl SsdLite {
             Architecture::EfficientNet(_) => spec.build(&opts, vb.pp("backbone").pp("body"))?,
         };
         let taps = backbone.detection_tap_channels();
-        if config.c3_level && taps.c3 == 0 {
-            candle_core::bail!("{}: c3_level needs a stride-2 stage before C4's in {}", config.name, config.backbone);
-        }
         let eps = config.bn_eps;
-        let mut level_channels = if config.c3_level { vec![taps.c3] } else { vec![] };
+        let mut level_channels = match (config.c3_level, taps.c3) {
+            (false, _) => vec![],
+            (true, Some(c3)) => vec![c3],
+            (true, None) => candle_core::bail!(
+                "{}: c3_level needs a stride-2 stage before C4's in {}",
+                config.name,
+                config.backbone
+            ),
+        };
         level_channels.extend([taps.c4, taps.c5]);
         let mut extras = Vec::with_capacity(config.extra_channels.len());
         let evb = vb.pp("backbone").pp("extra");
