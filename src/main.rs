@@ -39,6 +39,8 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
     Eval(commands::eval::EvalArgs),
+    /// Report how well a detector's anchors fit the boxes of a COCO-format data set.
+    Anchors(commands::anchors::AnchorsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Anchors(args) => commands::anchors::run(args),
     };
     match result {
         Ok(code) => code,

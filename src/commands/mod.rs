@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `XxxArgs` (clap) and `run(args) -> anyhow::Result<ExitCode>`.
 
+pub mod anchors;
 pub mod backbone_args;
 pub mod bench;
 pub mod classify;

@@ -23,6 +23,12 @@ pub struct Image {
     /// File name relative to the image directory, when the dataset has one.
     #[serde(default)]
     pub file_name: Option<String>,
+    /// Width in pixels, when given (COCO files give it; the evaluator does not need it).
+    #[serde(default, deserialize_with = "json::number_or_none", skip_serializing_if = "Option::is_none")]
+    pub width: Option<f64>,
+    /// Height in pixels, when given.
+    #[serde(default, deserialize_with = "json::number_or_none", skip_serializing_if = "Option::is_none")]
+    pub height: Option<f64>,
 }
 
 /// A GT category.

@@ -86,6 +86,12 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Records<'_, T> {
     }
 }
 
+/// A number that only some tools need (image sizes): kept when it is a number, else `None`, so
+/// that no file the evaluator accepts is refused because of it.
+pub(crate) fn number_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_f64())
+}
+
 /// Reads `iscrowd` as Python's truthiness would see it: booleans, and numbers (non-zero is crowd).
 pub(crate) fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     struct Truthy;

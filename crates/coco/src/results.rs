@@ -115,7 +115,7 @@ mod tests {
 
     fn gt() -> GroundTruth {
         GroundTruth {
-            images: vec![Image { id: 1, file_name: None }],
+            images: vec![Image { id: 1, file_name: None, width: None, height: None }],
             categories: vec![Category { id: 2, name: None }],
             annotations: vec![],
         }

@@ -76,7 +76,7 @@ fn generate(seed: u64) -> Case {
     };
     for i in 0..n_img {
         let img_id = 1 + 3 * i as i64 + rng.below(3) as i64;
-        gt.images.push(mixdet_coco::Image { id: img_id, file_name: None });
+        gt.images.push(mixdet_coco::Image { id: img_id, file_name: None, width: None, height: None });
         let n_gt = if rng.chance(0.2) { 0 } else { rng.below(12) as usize };
         let mut boxes = Vec::new();
         for _ in 0..n_gt {

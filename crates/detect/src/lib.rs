@@ -4,9 +4,11 @@
 //! Data flow: image → [`preprocess`] → [`SsdLite::forward_t`] → anchors/decoding →
 //! [`postprocess::postprocess_image`] (NMS) → [`Detections`].
 
+pub mod anchor_fit;
 pub mod anchors;
 pub mod batch;
 pub mod box_coder;
+pub mod boxes;
 pub mod config;
 pub mod image_file;
 pub mod nms;

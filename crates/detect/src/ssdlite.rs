@@ -151,12 +151,14 @@ fn ssdlite_mobilenet_key(name: &str, split: usize) -> String {
 }
 
 /// Size and cost of a detector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectorSummary {
     /// Learnable parameters.
     pub params: usize,
     /// Multiply-adds of one image at the input size.
     pub macs: u64,
+    /// `[height, width]` of each pyramid level at the input size.
+    pub grid_sizes: Vec<[usize; 2]>,
 }
 
 impl SsdLite {
@@ -249,8 +251,7 @@ impl SsdLite {
         let [h, w] = config.input_size;
         let x = Tensor::zeros((1, 3, h, w), DType::F32, &Device::Cpu)?;
         let (out, macs) = mixdet_backbones::macs::count(|| model.forward_t(&x, false));
-        out?;
-        Ok(DetectorSummary { params, macs })
+        Ok(DetectorSummary { params, macs, grid_sizes: out?.grid_sizes })
     }
 
     /// Folds every BatchNorm into its convolution and switches inference to the fused kernels

@@ -2,17 +2,8 @@
 //! best-overlapping ground-truth box when the IoU reaches 0.5, then each ground-truth box is forced
 //! onto its best anchor; matched anchors get the box encoded with the detector's `BoxCoder`.
 
+use mixdet_detect::boxes::box_iou;
 use mixdet_detect::BoxCoder;
-
-/// torchvision's `box_iou` for one pair (`[x1, y1, x2, y2]`).
-pub fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let area_a = (a[2] - a[0]) * (a[3] - a[1]);
-    let area_b = (b[2] - b[0]) * (b[3] - b[1]);
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    inter / (area_a + area_b - inter)
-}
 
 /// For each anchor, the index of its ground-truth box, or -1 (background).
 pub fn match_anchors(gt: &[[f32; 4]], anchors: &[[f32; 4]], iou_threshold: f32) -> Vec<i64> {
