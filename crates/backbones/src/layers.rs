@@ -425,6 +425,9 @@ impl Conv {
                 }
             }
             Conv::Mixed(m) => m.forward(x),
+            Conv::Dense { weight, stride, padding } if mixdet_mixconv::dense_train::supports(x, weight) => {
+                mixdet_mixconv::dense_conv2d(x, weight, *stride, *padding)
+            }
             Conv::Dense { weight, stride, padding } => {
                 let (_, _, h, w) = x.dims4()?;
                 let k = weight.dim(2)?;

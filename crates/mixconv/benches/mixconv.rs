@@ -1,12 +1,14 @@
 //! The mixed depthwise layer alone on MixNet-like shapes: candle's grouped `conv2d` (the
 //! reference path) against the fused op, forward and forward + backward, on the same thread pool.
+//! Also the training stem (a dense 3x3 stride-2 conv on a batch of 16 images at 320x320, the
+//! image tracking no gradient): candle's `conv2d` against `dense_conv2d`, forward + backward.
 //!
 //! `RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench -p mixdet-mixconv`
 //! (`MIXDET_MIXCONV_ISA=portable` times the fused op without AVX2/FMA).
 
 use candle_core::{Device, Result, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mixdet_mixconv::{MixedConv2d, MixedConv2dConfig, PaddingMode};
+use mixdet_mixconv::{dense_conv2d, MixedConv2d, MixedConv2dConfig, PaddingMode};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -102,5 +104,26 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench_stem(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (16, 3, 320, 320), &dev).expect("input");
+    let w = Var::randn(0f32, 0.1, (16, 3, 3, 3), &dev).expect("weight");
+    let mut group = c.benchmark_group("stem_forward_backward/16x3x320x320_k3_s2");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(10));
+    group.bench_function(BenchmarkId::from_parameter("candle_conv2d"), |b| {
+        b.iter(|| {
+            let y = x.conv2d(w.as_tensor(), 1, 2, 1, 1).expect("forward");
+            black_box(y.sum_all().expect("sum").backward().expect("backward"))
+        })
+    });
+    group.bench_function(BenchmarkId::from_parameter("dense_conv2d"), |b| {
+        b.iter(|| {
+            let y = dense_conv2d(&x, w.as_tensor(), 2, PaddingMode::Symmetric).expect("forward");
+            black_box(y.sum_all().expect("sum").backward().expect("backward"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_stem);
 criterion_main!(benches);

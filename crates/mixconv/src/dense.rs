@@ -60,7 +60,7 @@ impl DenseConvPlan {
 }
 
 /// Geometry of one call.
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     x: &'a [f32],
     h: usize,
     w: usize,
@@ -69,9 +69,16 @@ struct Call<'a> {
     pad_left: usize,
 }
 
+impl<'a> Call<'a> {
+    /// The call on the contiguous `x` `(N, in, h, w)` with `g`'s output geometry.
+    pub(crate) fn new(x: &'a [f32], h: usize, w: usize, g: &Geometry) -> Self {
+        Self { x, h, w, wo: g.wo, pad_top: g.pad_top, pad_left: g.pad_left }
+    }
+}
+
 impl DenseConvPlan {
     /// Fills `panel` (`Cin * k * k` rows of `wo`) with the input taps of output row `oy`.
-    fn fill_panel(&self, c: &Call, img: usize, oy: usize, panel: &mut [f32]) {
+    pub(crate) fn fill_panel(&self, c: &Call, img: usize, oy: usize, panel: &mut [f32]) {
         let (k, s) = (self.kernel, self.stride);
         for ci in 0..self.in_channels {
             let plane = &c.x[(img * self.in_channels + ci) * c.h * c.w..][..c.h * c.w];
@@ -139,17 +146,60 @@ impl CustomOp1 for DenseConvPlan {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, [n, c, h, w]) = nchw_input("dense conv plan", storage, layout, self.in_channels)?;
+        let (x, [n, _, h, w]) = nchw_input("dense conv plan", storage, layout, self.in_channels)?;
+        let (out, dims) = self.run(x, n, h, w)?;
+        Ok((CpuStorage::F32(out), Shape::from_dims(&dims)))
+    }
+}
+
+/// Where one call's output rows come from in its input.
+pub(crate) struct Geometry {
+    pub(crate) ho: usize,
+    pub(crate) wo: usize,
+    pub(crate) pad_top: usize,
+    pub(crate) pad_left: usize,
+}
+
+impl DenseConvPlan {
+    /// A plan from a flattened `(out, in * k * k)` weight.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        act: FusedAct,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: PaddingMode,
+    ) -> Self {
+        Self { weight, bias, act, in_channels, out_channels, kernel, stride, padding }
+    }
+
+    /// Input channels times kernel taps: the rows of a panel.
+    pub(crate) fn taps(&self) -> usize {
+        self.in_channels * self.kernel * self.kernel
+    }
+
+    /// Output size and padding for an `h x w` input.
+    pub(crate) fn geometry(&self, h: usize, w: usize) -> Result<Geometry> {
         let (k, s) = (self.kernel, self.stride);
         let (ph, pw) = (self.padding.resolve(h, k, s, 1), self.padding.resolve(w, k, s, 1));
         let (Some(ho), Some(wo)) = (conv_out_len(h, ph, k, s, 1), conv_out_len(w, pw, k, s, 1)) else {
-            candle_core::bail!("dense conv plan: {k}x{k} kernel does not fit a {h}x{w} input")
+            candle_core::bail!("dense conv: {k}x{k} kernel does not fit a {h}x{w} input")
         };
-        let call = Call { x, h, w, wo, pad_top: ph.before, pad_left: pw.before };
+        Ok(Geometry { ho, wo, pad_top: ph.before, pad_left: pw.before })
+    }
+
+    /// The convolution of the contiguous `x` `(n, in, h, w)`: the output and its dims.
+    pub(crate) fn run(&self, x: &[f32], n: usize, h: usize, w: usize) -> Result<(Vec<f32>, [usize; 4])> {
+        let g = self.geometry(h, w)?;
+        let (ho, wo) = (g.ho, g.wo);
+        let call = Call::new(x, h, w, &g);
         let co = self.out_channels;
         let mut out: Vec<f32> = Vec::with_capacity(n * co * ho * wo);
         let dst = OutPtr(out.as_mut_ptr());
-        let taps = c * k * k;
+        let taps = self.taps();
         let isa = Isa::detect();
         let blocks: Vec<(usize, usize)> =
             (0..n).flat_map(|img| (0..ho).step_by(ROWS_PER_TASK).map(move |oy| (img, oy))).collect();
@@ -173,7 +223,7 @@ impl CustomOp1 for DenseConvPlan {
         );
         // SAFETY: the tasks cover every output row of every channel and image exactly once.
         unsafe { out.set_len(n * co * ho * wo) };
-        Ok((CpuStorage::F32(out), Shape::from_dims(&[n, co, ho, wo])))
+        Ok((out, [n, co, ho, wo]))
     }
 }
 

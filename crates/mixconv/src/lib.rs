@@ -58,6 +58,7 @@ mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod dense;
+pub mod dense_train;
 pub mod fast_math;
 mod fused_act;
 mod geometry;
@@ -71,6 +72,7 @@ pub mod split;
 pub use batch_norm::{batch_norm_act_train, BatchNormTrainOutput};
 pub use cpu::simd::Isa;
 pub use dense::DenseConvPlan;
+pub use dense_train::dense_conv2d;
 pub use fused_act::FusedAct;
 pub use mixed_conv::{MixConvError, MixConvImpl, MixedConv2d, MixedConv2dConfig};
 pub use padding::{Pad1d, PaddingMode};
