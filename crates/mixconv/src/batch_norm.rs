@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use crate::cpu::simd::Isa;
 use crate::fused_act::FusedAct;
 use crate::op::f32_slice;
 
@@ -110,6 +111,7 @@ unsafe impl Sync for SharedMut {}
 
 /// Sum with eight independent accumulators, so the loop vectorises and the rounding error grows
 /// with `len / 8` rather than `len`.
+#[inline(always)]
 fn sum8(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let mut acc = [0f32; 8];
     let chunks = xs.chunks_exact(8);
@@ -127,6 +129,7 @@ fn sum8(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 /// Sums over planes of at most this many elements are done in f32, the planes' sums in f64.
 const PLANE_CHUNK: usize = 4096;
 
+#[inline(always)]
 fn channel_sum(x: &[f32], n: usize, c: usize, inner: usize, ch: usize, f: impl Fn(f32) -> f32 + Copy) -> f64 {
     (0..n)
         .map(|b| {
@@ -134,6 +137,66 @@ fn channel_sum(x: &[f32], n: usize, c: usize, inner: usize, ch: usize, f: impl F
             plane.chunks(PLANE_CHUNK).map(|p| sum8(p, f)).sum::<f64>()
         })
         .sum()
+}
+
+/// `(N, C, inner)` of a contiguous `(N, C, ...)` tensor: channel `ch` of image `b` is the plane
+/// at `(b * c + ch) * inner`.
+#[derive(Clone, Copy)]
+struct Planes {
+    n: usize,
+    c: usize,
+    inner: usize,
+}
+
+/// One channel of the forward: its batch statistics, then `act(x * a + b)` into its planes of
+/// `out`; returns `(mean, var, invstd)`.
+///
+/// # Safety
+/// `out` must hold `x.len()` elements, and no other thread may touch channel `ch`'s planes.
+#[inline(always)]
+unsafe fn forward_channel(
+    op: &BnActTrainOp,
+    x: &[f32],
+    out: SharedMut,
+    p: Planes,
+    ch: usize,
+    (gamma, beta): (f32, f32),
+) -> (f32, f32, f32) {
+    let Planes { n, c, inner } = p;
+    let count = (n * inner) as f64;
+    let mean = (channel_sum(x, n, c, inner, ch, |v| v) / count) as f32;
+    let var = (channel_sum(x, n, c, inner, ch, |v| (v - mean) * (v - mean)) / count) as f32;
+    let invstd = 1.0 / (var + op.eps).sqrt();
+    let a = gamma * invstd;
+    let b = beta - mean * a;
+    for bi in 0..n {
+        let off = (bi * c + ch) * inner;
+        // SAFETY: this channel's plane of image `bi`, written by this call only (caller's promise).
+        let dst = unsafe { std::slice::from_raw_parts_mut({ out }.0.add(off), inner) };
+        for (d, &v) in dst.iter_mut().zip(&x[off..off + inner]) {
+            *d = v * a + b;
+        }
+        op.act.apply_slice(dst);
+    }
+    (mean, var, invstd)
+}
+
+/// [`forward_channel`] compiled for AVX2 (same arithmetic, wider vectors: bit-identical).
+///
+/// # Safety
+/// As [`forward_channel`]; the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_channel_avx2(
+    op: &BnActTrainOp,
+    x: &[f32],
+    out: SharedMut,
+    p: Planes,
+    ch: usize,
+    params: (f32, f32),
+) -> (f32, f32, f32) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { forward_channel(op, x, out, p, ch, params) }
 }
 
 impl CustomOp3 for BnActTrainOp {
@@ -160,26 +223,17 @@ impl CustomOp3 for BnActTrainOp {
         }
         let mut y = vec![0f32; x.len()];
         let out = SharedMut(y.as_mut_ptr());
-        let act = self.act;
+        let planes = Planes { n, c, inner };
+        let isa = Isa::detect();
         let stats: Vec<(f32, f32, f32)> = (0..c)
             .into_par_iter()
-            .map(|ch| {
-                let mean = (channel_sum(x, n, c, inner, ch, |v| v) / count) as f32;
-                let var = (channel_sum(x, n, c, inner, ch, |v| (v - mean) * (v - mean)) / count) as f32;
-                let invstd = 1.0 / (var + self.eps).sqrt();
-                let a = gamma[ch] * invstd;
-                let b = beta[ch] - mean * a;
-                for bi in 0..n {
-                    let off = (bi * c + ch) * inner;
-                    // SAFETY: `off..off + inner` is this channel's plane of image `bi`, written by no
-                    // other task; `y` has `x.len()` elements.
-                    let dst = unsafe { std::slice::from_raw_parts_mut({ out }.0.add(off), inner) };
-                    for (d, &v) in dst.iter_mut().zip(&x[off..off + inner]) {
-                        *d = v * a + b;
-                    }
-                    act.apply_slice(dst);
-                }
-                (mean, var, invstd)
+            .map(|ch| match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: each task writes only channel `ch`'s planes of `y` (`x.len()` elements);
+                // `Isa::Avx2Fma` is only chosen after detecting AVX2 and FMA.
+                Isa::Avx2Fma => unsafe { forward_channel_avx2(self, x, out, planes, ch, (gamma[ch], beta[ch])) },
+                // SAFETY: as above.
+                _ => unsafe { forward_channel(self, x, out, planes, ch, (gamma[ch], beta[ch])) },
             })
             .collect();
         let saved = Saved {
@@ -221,8 +275,10 @@ struct BnActTrainBwdOp {
     saved: Saved,
 }
 
-/// `d act(z) / dz` times `g`, over a plane: `z` holds the pre-activations and is overwritten.
-fn act_grad(act: FusedAct, z: &mut [f32], g: &[f32]) {
+/// `d act(z) / dz` times `g`, over a plane: `z` holds the pre-activations and is overwritten;
+/// `scratch` is reused between planes.
+#[inline(always)]
+fn act_grad(act: FusedAct, z: &mut [f32], g: &[f32], scratch: &mut Vec<f32>) {
     match act {
         FusedAct::None => z.copy_from_slice(g),
         FusedAct::Relu => z.iter_mut().zip(g).for_each(|(z, &g)| *z = if *z > 0.0 { g } else { 0.0 }),
@@ -239,11 +295,94 @@ fn act_grad(act: FusedAct, z: &mut [f32], g: &[f32]) {
         }),
         FusedAct::Silu => {
             // silu'(z) = s + z s (1 - s) with s = sigmoid(z); the plane keeps z, a copy gets s.
-            let mut s = z.to_vec();
-            crate::fast_math::sigmoid_inplace(&mut s);
-            z.iter_mut().zip(g).zip(&s).for_each(|((z, &g), &s)| *z = g * (s + *z * s * (1.0 - s)));
+            scratch.clear();
+            scratch.extend_from_slice(z);
+            crate::fast_math::sigmoid_inplace(scratch);
+            z.iter_mut().zip(g).zip(scratch.iter()).for_each(|((z, &g), &s)| *z = g * (s + *z * s * (1.0 - s)));
         }
     }
+}
+
+/// One channel of the backward: writes `dx` into its planes of `out` and returns
+/// `(dgamma, dbeta)`; `scratch` is the task's reusable buffer.
+///
+/// # Safety
+/// `out` must hold at least `x.len()` elements, and no other thread may touch channel `ch`'s
+/// planes.
+#[inline(always)]
+unsafe fn backward_channel(
+    op: &BnActTrainBwdOp,
+    (x, g): (&[f32], &[f32]),
+    out: SharedMut,
+    p: Planes,
+    ch: usize,
+    scratch: &mut Vec<f32>,
+) -> (f32, f32) {
+    let Planes { n, c, inner } = p;
+    let count = (n * inner) as f32;
+    let s = &op.saved;
+    let (mean, invstd, gamma, beta) = (s.mean[ch], s.invstd[ch], s.gamma[ch], s.beta[ch]);
+    let (mut sum_gz, mut sum_gz_xhat) = (0f64, 0f64);
+    // Pass 1: gz = g * act'(z) into the output, and its two sums.
+    for bi in 0..n {
+        let off = (bi * c + ch) * inner;
+        // SAFETY: this channel's plane of image `bi`, written by this task only.
+        let dst = unsafe { std::slice::from_raw_parts_mut({ out }.0.add(off), inner) };
+        let xp = &x[off..off + inner];
+        for (d, &v) in dst.iter_mut().zip(xp) {
+            *d = (v - mean) * invstd * gamma + beta;
+        }
+        act_grad(op.act, dst, &g[off..off + inner], scratch);
+        for (dc, xc) in dst.chunks(PLANE_CHUNK).zip(xp.chunks(PLANE_CHUNK)) {
+            sum_gz += sum8(dc, |v| v);
+            let mut acc = [0f32; 8];
+            let mut tail = 0f64;
+            let dch = dc.chunks_exact(8);
+            let drest = dch.remainder();
+            let xch = xc.chunks_exact(8);
+            let xrest = xch.remainder();
+            for (d8, x8) in dch.zip(xch) {
+                for i in 0..8 {
+                    acc[i] += d8[i] * (x8[i] - mean);
+                }
+            }
+            for (&d, &v) in drest.iter().zip(xrest) {
+                tail += (d * (v - mean)) as f64;
+            }
+            sum_gz_xhat += (acc.iter().map(|&v| v as f64).sum::<f64>() + tail) * invstd as f64;
+        }
+    }
+    let (mean_gz, mean_gz_xhat) = ((sum_gz / count as f64) as f32, (sum_gz_xhat / count as f64) as f32);
+    let k = gamma * invstd;
+    // Pass 2: dx = gamma * invstd * (gz - mean(gz) - xhat * mean(gz * xhat)).
+    for bi in 0..n {
+        let off = (bi * c + ch) * inner;
+        // SAFETY: as above.
+        let dst = unsafe { std::slice::from_raw_parts_mut({ out }.0.add(off), inner) };
+        for (d, &v) in dst.iter_mut().zip(&x[off..off + inner]) {
+            let xhat = (v - mean) * invstd;
+            *d = k * (*d - mean_gz - xhat * mean_gz_xhat);
+        }
+    }
+    (sum_gz_xhat as f32, sum_gz as f32)
+}
+
+/// [`backward_channel`] compiled for AVX2 (same arithmetic, wider vectors: bit-identical).
+///
+/// # Safety
+/// As [`backward_channel`]; the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_channel_avx2(
+    op: &BnActTrainBwdOp,
+    xg: (&[f32], &[f32]),
+    out: SharedMut,
+    p: Planes,
+    ch: usize,
+    scratch: &mut Vec<f32>,
+) -> (f32, f32) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { backward_channel(op, xg, out, p, ch, scratch) }
 }
 
 impl CustomOp2 for BnActTrainBwdOp {
@@ -258,58 +397,20 @@ impl CustomOp2 for BnActTrainBwdOp {
             candle_core::bail!("batch norm backward: input {:?} and gradient {:?} differ", xl.dims(), gl.dims());
         }
         let (n, c, inner) = geometry(xl.dims());
-        let count = (n * inner) as f32;
         let numel = x.len();
         let mut out = vec![0f32; numel + 2 * c];
         let ptr = SharedMut(out.as_mut_ptr());
-        let s = &self.saved;
+        let planes = Planes { n, c, inner };
+        let isa = Isa::detect();
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
-            .map(|ch| {
-                let (mean, invstd, gamma, beta) = (s.mean[ch], s.invstd[ch], s.gamma[ch], s.beta[ch]);
-                let (mut sum_gz, mut sum_gz_xhat) = (0f64, 0f64);
-                // Pass 1: gz = g * act'(z) into the output, and its two sums.
-                for bi in 0..n {
-                    let off = (bi * c + ch) * inner;
-                    // SAFETY: this channel's plane of image `bi`, written by this task only.
-                    let dst = unsafe { std::slice::from_raw_parts_mut({ ptr }.0.add(off), inner) };
-                    let xp = &x[off..off + inner];
-                    for (d, &v) in dst.iter_mut().zip(xp) {
-                        *d = (v - mean) * invstd * gamma + beta;
-                    }
-                    act_grad(self.act, dst, &g[off..off + inner]);
-                    for (dc, xc) in dst.chunks(PLANE_CHUNK).zip(xp.chunks(PLANE_CHUNK)) {
-                        sum_gz += sum8(dc, |v| v);
-                        let mut acc = [0f32; 8];
-                        let mut tail = 0f64;
-                        let dch = dc.chunks_exact(8);
-                        let drest = dch.remainder();
-                        let xch = xc.chunks_exact(8);
-                        let xrest = xch.remainder();
-                        for (d8, x8) in dch.zip(xch) {
-                            for i in 0..8 {
-                                acc[i] += d8[i] * (x8[i] - mean);
-                            }
-                        }
-                        for (&d, &v) in drest.iter().zip(xrest) {
-                            tail += (d * (v - mean)) as f64;
-                        }
-                        sum_gz_xhat += (acc.iter().map(|&v| v as f64).sum::<f64>() + tail) * invstd as f64;
-                    }
-                }
-                let (mean_gz, mean_gz_xhat) = ((sum_gz / count as f64) as f32, (sum_gz_xhat / count as f64) as f32);
-                let k = gamma * invstd;
-                // Pass 2: dx = gamma * invstd * (gz - mean(gz) - xhat * mean(gz * xhat)).
-                for bi in 0..n {
-                    let off = (bi * c + ch) * inner;
-                    // SAFETY: as above.
-                    let dst = unsafe { std::slice::from_raw_parts_mut({ ptr }.0.add(off), inner) };
-                    for (d, &v) in dst.iter_mut().zip(&x[off..off + inner]) {
-                        let xhat = (v - mean) * invstd;
-                        *d = k * (*d - mean_gz - xhat * mean_gz_xhat);
-                    }
-                }
-                (sum_gz_xhat as f32, sum_gz as f32)
+            .map_init(Vec::new, |scratch, ch| match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: each task writes only channel `ch`'s planes of `out` (`numel` elements
+                // and more); `Isa::Avx2Fma` is only chosen after detecting AVX2 and FMA.
+                Isa::Avx2Fma => unsafe { backward_channel_avx2(self, (x, g), ptr, planes, ch, scratch) },
+                // SAFETY: as above.
+                _ => unsafe { backward_channel(self, (x, g), ptr, planes, ch, scratch) },
             })
             .collect();
         for (ch, (dgamma, dbeta)) in sums.into_iter().enumerate() {
