@@ -1,0 +1,43 @@
+#!/bin/bash
+# Training throughput of one or more mixdet binaries against PyTorch on the same architecture,
+# interleaved round by round so that the machine's drift hits all of them alike.
+#
+# usage: coco_tools/train_speed.sh DATA_DIR ROUNDS MIXDET_BIN [MIXDET_BIN...]
+#   DATA_DIR: a `mixdet synth` set (DATA_DIR/train, DATA_DIR/annotations/instances_train.json)
+# Each mixdet entry is the median model-step images/s over 8 steps, the first two dropped;
+# PyTorch's is train_reference.py's median over 6 steps after 2 warm-up steps. 2 threads, batch 16,
+# ssdlite320_mixnet_s_shapes at 320x320. Run with the venv of coco_tools/README.md active and
+# nothing else running.
+set -euo pipefail
+data=$(realpath "$1"); rounds=$2; shift 2
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/speed.json" <<JSON
+{"detector": "$root/configs/detectors/ssdlite320_mixnet_s_shapes.json",
+ "train": {"images": "$data/train", "annotations": "$data/annotations/instances_train.json"},
+ "val": null, "output_dir": "$work/run", "batch_size": 16, "epochs": 12, "lr": 0.04, "min_lr": 0.0,
+ "warmup_steps": 300, "warmup_factor": 0.001,
+ "optimizer": {"kind": "sgd", "momentum": 0.9, "weight_decay": 4e-05},
+ "augment": {"photometric": true, "zoom_out": true, "iou_crop": true, "hflip": true},
+ "eval_every_epochs": 0, "eval_score_threshold": 0.01, "checkpoint_every_steps": 1000,
+ "log_every_steps": 1, "seed": 0, "prefetch_batches": 2}
+JSON
+median_step() {
+  python3 -c "
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+print(round(statistics.median([r['step_images_per_s'] for r in rs if r.get('type') == 'step'][2:]), 2))" "$work/run/log.jsonl"
+}
+for r in $(seq "$rounds"); do
+  line="round $r:"
+  for bin in "$@"; do
+    rm -rf "$work/run"
+    "$bin" train --config "$work/speed.json" --max-steps 8 --threads 2 > /dev/null 2>&1
+    line="$line $(basename "$bin") $(median_step) images/s,"
+  done
+  torch=$(python3 "$root/coco_tools/train_reference.py" --detector "$root/configs/detectors/ssdlite320_mixnet_s_shapes.json" \
+    --batch 16 --steps 6 --warmup 2 --threads 2 2>/dev/null | tail -1 |
+    python3 -c "import json, sys; print(round(json.load(sys.stdin)['median_images_per_s'], 2))")
+  echo "$line PyTorch $torch images/s"
+done
