@@ -17,14 +17,14 @@ use crate::FusedAct;
 #[derive(Debug, Clone)]
 pub struct DenseConvPlan {
     /// `(out, in * k * k)`, PyTorch's layout flattened.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    act: FusedAct,
-    in_channels: usize,
-    out_channels: usize,
-    kernel: usize,
-    stride: usize,
-    padding: PaddingMode,
+    pub(crate) weight: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) act: FusedAct,
+    pub(crate) in_channels: usize,
+    pub(crate) out_channels: usize,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) padding: PaddingMode,
 }
 
 /// Output rows per parallel task.
@@ -161,21 +161,6 @@ pub(crate) struct Geometry {
 }
 
 impl DenseConvPlan {
-    /// A plan from a flattened `(out, in * k * k)` weight.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn from_parts(
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-        act: FusedAct,
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: PaddingMode,
-    ) -> Self {
-        Self { weight, bias, act, in_channels, out_channels, kernel, stride, padding }
-    }
-
     /// Input channels times kernel taps: the rows of a panel.
     pub(crate) fn taps(&self) -> usize {
         self.in_channels * self.kernel * self.kernel

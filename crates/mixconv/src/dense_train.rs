@@ -57,7 +57,16 @@ fn contiguous_f32<'a>(what: &str, storage: &'a CpuStorage, layout: &Layout) -> R
 impl DenseConvOp {
     /// A plan carrying this op's geometry (and the weights, when the pass needs them).
     fn plan(&self, weight: Vec<f32>, out: usize, inp: usize, k: usize) -> DenseConvPlan {
-        DenseConvPlan::from_parts(weight, vec![0.0; out], FusedAct::None, inp, out, k, self.stride, self.padding)
+        DenseConvPlan {
+            weight,
+            bias: vec![0.0; out],
+            act: FusedAct::None,
+            in_channels: inp,
+            out_channels: out,
+            kernel: k,
+            stride: self.stride,
+            padding: self.padding,
+        }
     }
 }
 
