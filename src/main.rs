@@ -7,6 +7,7 @@ mod output;
 mod overlay;
 mod preprocess;
 mod shipped;
+mod stats;
 mod threads;
 
 use clap::{Parser, Subcommand};

@@ -46,13 +46,9 @@ struct BucketFit {
 
 fn summarise(bucket: &'static str, fits: &[BoxFit]) -> BucketFit {
     let n = fits.len();
-    let mut best: Vec<f32> = fits.iter().map(|f| f.best_iou).collect();
-    best.sort_by(f32::total_cmp);
-    let median = match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => best[n / 2] as f64,
-        _ => 0.5 * (best[n / 2 - 1] as f64 + best[n / 2] as f64),
-    };
+    let mut best: Vec<f64> = fits.iter().map(|f| f.best_iou as f64).collect();
+    best.sort_by(f64::total_cmp);
+    let median = if n == 0 { f64::NAN } else { crate::stats::median(&best) };
     let share = |count: usize| if n == 0 { f64::NAN } else { count as f64 / n as f64 };
     BucketFit {
         bucket,

@@ -183,16 +183,6 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
     ))
 }
 
-/// Median of a sorted slice.
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
 /// Runs `mixdet bench`.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let device = crate::device::parse_device(&args.device)?;
@@ -225,7 +215,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    let (med, min, max) = (median(&times), times[0], times[times.len() - 1]);
+    let (med, min, max) = (crate::stats::median(&times), times[0], times[times.len() - 1]);
     let throughput = shape[0] as f64 * 1e3 / med;
     let threads = candle_core::utils::get_num_threads();
     let macs_note = macs.map_or(String::new(), |m| format!(", {:.1} M multiply-adds per image", m as f64 / 1e6));

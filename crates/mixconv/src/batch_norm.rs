@@ -97,11 +97,6 @@ struct BnActTrainOp {
     saved: Arc<Mutex<Option<Saved>>>,
 }
 
-/// `(N, C, inner)` of a `(N, C, ...)` shape.
-fn geometry(dims: &[usize]) -> (usize, usize, usize) {
-    (dims[0], dims[1], dims[2..].iter().product())
-}
-
 /// A raw pointer that rayon tasks may share: each task writes only its own channel's planes.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
@@ -146,6 +141,13 @@ struct Planes {
     n: usize,
     c: usize,
     inner: usize,
+}
+
+impl Planes {
+    /// The planes of a `(N, C, ...)` shape.
+    fn of(dims: &[usize]) -> Self {
+        Self { n: dims[0], c: dims[1], inner: dims[2..].iter().product() }
+    }
 }
 
 /// One channel of the forward: its batch statistics, then `act(x * a + b)` into its planes of
@@ -216,14 +218,14 @@ impl CustomOp3 for BnActTrainOp {
         let x = f32_slice("input", xs, xl)?;
         let gamma = f32_slice("weight", gs, gl)?;
         let beta = f32_slice("bias", bs, bl)?;
-        let (n, c, inner) = geometry(xl.dims());
+        let planes = Planes::of(xl.dims());
+        let Planes { n, c, inner } = planes;
         let count = (n * inner) as f64;
         if count == 0.0 {
             candle_core::bail!("batch norm: empty input {:?}", xl.dims());
         }
         let mut y = vec![0f32; x.len()];
         let out = SharedMut(y.as_mut_ptr());
-        let planes = Planes { n, c, inner };
         let isa = Isa::detect();
         let stats: Vec<(f32, f32, f32)> = (0..c)
             .into_par_iter()
@@ -396,11 +398,11 @@ impl CustomOp2 for BnActTrainBwdOp {
         if x.len() != g.len() {
             candle_core::bail!("batch norm backward: input {:?} and gradient {:?} differ", xl.dims(), gl.dims());
         }
-        let (n, c, inner) = geometry(xl.dims());
+        let planes = Planes::of(xl.dims());
+        let c = planes.c;
         let numel = x.len();
         let mut out = vec![0f32; numel + 2 * c];
         let ptr = SharedMut(out.as_mut_ptr());
-        let planes = Planes { n, c, inner };
         let isa = Isa::detect();
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()

@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::simd::Isa;
-use crate::dense::{Call, DenseConvPlan};
+use crate::dense::{Call, DenseConvPlan, Geometry};
 use crate::padding::PaddingMode;
 use crate::plan_io::nchw_input;
 use crate::FusedAct;
@@ -35,6 +35,7 @@ pub fn supports(x: &Tensor, weight: &Tensor) -> bool {
     f32_cpu(x) && f32_cpu(weight)
 }
 
+#[derive(Clone, Copy)]
 struct DenseConvOp {
     stride: usize,
     padding: PaddingMode,
@@ -68,6 +69,23 @@ impl DenseConvOp {
             padding: self.padding,
         }
     }
+
+    /// The plan (without weights) and output geometry of a gradient pass of `what` for an
+    /// `(n, i, h, w)` input and `(o, i, k, k)` weight, with `grad_dims` checked against the output.
+    fn gradient_geometry(
+        &self,
+        what: &str,
+        (o, i, k): (usize, usize, usize),
+        [n, h, w]: [usize; 3],
+        grad_dims: &[usize],
+    ) -> Result<(DenseConvPlan, Geometry)> {
+        let plan = self.plan(Vec::new(), o, i, k);
+        let geo = plan.geometry(h, w)?;
+        if grad_dims != [n, o, geo.ho, geo.wo] {
+            candle_core::bail!("{what}: gradient {grad_dims:?}, expected {:?}", [n, o, geo.ho, geo.wo]);
+        }
+        Ok((plan, geo))
+    }
 }
 
 impl CustomOp2 for DenseConvOp {
@@ -86,14 +104,14 @@ impl CustomOp2 for DenseConvOp {
     fn bwd(&self, x: &Tensor, weight: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let dw = if weight.track_op() {
-            let op = WeightGradOp { stride: self.stride, padding: self.padding, weight_dims: weight.dims().to_vec() };
+            let op = WeightGradOp { conv: *self, weight_dims: weight.dims().to_vec() };
             Some(x.contiguous()?.apply_op2_no_bwd(&grad, &op)?)
         } else {
             None
         };
         // The stem's input is the image: no gradient to compute.
         let dx = if x.track_op() {
-            let op = InputGradOp { stride: self.stride, padding: self.padding, input_dims: x.dims().to_vec() };
+            let op = InputGradOp { conv: *self, input_dims: x.dims().to_vec() };
             Some(grad.apply_op2_no_bwd(&weight.contiguous()?, &op)?)
         } else {
             None
@@ -145,8 +163,7 @@ const ROWS_PER_PARTIAL: usize = 8;
 
 /// `dW` from `(x, dy)`.
 struct WeightGradOp {
-    stride: usize,
-    padding: PaddingMode,
+    conv: DenseConvOp,
     weight_dims: Vec<usize>,
 }
 
@@ -159,13 +176,8 @@ impl CustomOp2 for WeightGradOp {
         let (o, i, k) = weight_dims(&self.weight_dims)?;
         let (x, [n, _, h, w]) = nchw_input("dense conv weight gradient", xs, xl, i)?;
         let grad = contiguous_f32("gradient", gs, gl)?;
-        let op = DenseConvOp { stride: self.stride, padding: self.padding };
-        let plan = op.plan(Vec::new(), o, i, k);
-        let geo = plan.geometry(h, w)?;
+        let (plan, geo) = self.conv.gradient_geometry("dense conv weight gradient", (o, i, k), [n, h, w], gl.dims())?;
         let (ho, wo) = (geo.ho, geo.wo);
-        if gl.dims() != [n, o, ho, wo] {
-            candle_core::bail!("dense conv weight gradient: gradient {:?}, expected {:?}", gl.dims(), [n, o, ho, wo]);
-        }
         let taps = plan.taps();
         let call = Call::new(x, h, w, &geo);
         let isa = Isa::detect();
@@ -203,8 +215,7 @@ impl CustomOp2 for WeightGradOp {
 
 /// `dX` from `(dy, W)`.
 struct InputGradOp {
-    stride: usize,
-    padding: PaddingMode,
+    conv: DenseConvOp,
     input_dims: Vec<usize>,
 }
 
@@ -223,12 +234,8 @@ impl CustomOp2 for InputGradOp {
         if ci != i {
             candle_core::bail!("dense conv input gradient: input has {ci} channels, weights expect {i}");
         }
-        let op = DenseConvOp { stride: self.stride, padding: self.padding };
-        let geo = op.plan(Vec::new(), o, i, k).geometry(h, w)?;
-        let (ho, wo, s) = (geo.ho, geo.wo, self.stride);
-        if gl.dims() != [n, o, ho, wo] {
-            candle_core::bail!("dense conv input gradient: gradient {:?}, expected {:?}", gl.dims(), [n, o, ho, wo]);
-        }
+        let (_, geo) = self.conv.gradient_geometry("dense conv input gradient", (o, i, k), [n, h, w], gl.dims())?;
+        let (ho, wo, s) = (geo.ho, geo.wo, self.conv.stride);
         let taps = i * k * k;
         let mut dx = vec![0f32; n * i * h * w];
         // One task per image: overlapping taps of neighbouring rows add into the same input pixels.
