@@ -1,6 +1,7 @@
 //! The detector that ships with mixdet: SSDLite on a MixNet-S trunk, with a stride-8 level for
-//! small objects, trained on the synthetic shapes set (`mixdet synth`, see the README for the command, seed and time). Its weights are
-//! compiled into the binary, so `mixdet detect` works on a fresh clone with nothing to download.
+//! small objects, trained on the synthetic shapes set (`mixdet synth`; the README gives the
+//! commands, seeds and times). Its weights are compiled into the binary, so `mixdet detect` works
+//! on a fresh clone with nothing to download.
 
 /// The detector `detect` and `eval` use when no `--model` is given.
 pub const DEFAULT_DETECTOR: &str = "ssdlite320_mixnet_s_c3_shapes";
