@@ -141,3 +141,48 @@ fn accepted_oddities_warn_and_evaluate_like_pycocotools() {
     let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
     assert!(first.ends_with(&format!("= {stats:.3}")), "{first}");
 }
+
+#[test]
+fn errors_flag_prints_and_writes_the_tide_breakdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json_out = dir.path().join("out.json");
+    let out = run_eval(
+        &fixture("mixed", "gt.json"),
+        &fixture("mixed", "dt.json"),
+        &["--errors".as_ref(), "--json-out".as_ref(), json_out.as_os_str()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let tide: Value =
+        serde_json::from_slice(&std::fs::read(fixture("mixed", "tide.json")).expect("tide.json")).expect("json");
+    let ap = tide["ap"].as_f64().expect("ap");
+    assert!(stdout.contains(&format!("TIDE AP50 {ap:.2};")), "{stdout}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json_out).expect("json-out")).expect("valid json");
+    let main = doc["errors"]["main"].as_array().expect("errors.main");
+    assert_eq!(main.len(), 6);
+    for share in main {
+        let kind = share["kind"].as_str().expect("kind");
+        let (count, dap) =
+            (tide["counts"][kind].as_u64().expect("count"), tide["main_dap"][kind].as_f64().expect("dap"));
+        assert_eq!(share["count"].as_u64(), Some(count), "{kind}");
+        assert!((share["delta_ap"].as_f64().expect("delta_ap") * 100.0 - dap).abs() < 1e-9, "{kind}");
+        // The table row: type, count, dAP in points.
+        let row = format!("{kind:<9} {count:>6} {dap:>6.2}");
+        assert!(stdout.lines().any(|l| l == row), "no row {row:?} in\n{stdout}");
+    }
+    let sizes = doc["errors"]["by_size"].as_array().expect("by_size");
+    assert_eq!(
+        sizes.iter().map(|s| s["size"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+        ["small", "medium", "large"]
+    );
+
+    // Without the flag the JSON has no errors section.
+    let plain = run_eval(
+        &fixture("mixed", "gt.json"),
+        &fixture("mixed", "dt.json"),
+        &["--json-out".as_ref(), json_out.as_os_str()],
+    );
+    assert!(plain.status.success());
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json_out).expect("json-out")).expect("valid json");
+    assert!(doc.get("errors").is_none());
+}

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use mixdet_coco::{check_detections, evaluate, load_results, CategoryMetrics, Evaluation, GroundTruth, Params};
+use mixdet_coco::{
+    analyze_errors, check_detections, evaluate, load_results, CategoryMetrics, ErrorParams, ErrorReport, Evaluation,
+    GroundTruth, Params,
+};
 
 /// Arguments of `mixdet eval`.
 #[derive(clap::Args)]
@@ -22,6 +25,11 @@ pub struct EvalArgs {
     /// Draw precision-recall curves (IoU .50, .75 and the mean over IoUs) into a PNG.
     #[arg(long, value_name = "FILE.png")]
     pub plot_pr: Option<PathBuf>,
+    /// Also break the lost AP down by error type (TIDE: Cls, Loc, Both, Dupe, Bkg, Miss at IoU
+    /// 0.5), with missed objects per size and the most frequent class confusions. It covers the
+    /// evaluated images and every category.
+    #[arg(long)]
+    pub errors: bool,
     /// Pool all categories (pycocotools `useCats=0`).
     #[arg(long)]
     pub class_agnostic: bool,
@@ -120,8 +128,16 @@ fn evaluate_and_print(
         println!();
         print!("{}", category_table(&per_category, eval.params().max_det()));
     }
+    let errors = args.errors.then(|| {
+        let params = ErrorParams { img_ids: Some(eval.params().img_ids.clone()), ..ErrorParams::default() };
+        analyze_errors(gt, dets, &params)
+    });
+    if let Some(report) = &errors {
+        println!();
+        print!("{}", error_table(report, &gt.category_names()));
+    }
     if let Some(path) = &args.json_out {
-        write_json(path, &eval, &per_category)?;
+        write_json(path, &eval, &per_category, errors.as_ref())?;
     }
     if let Some(path) = &args.plot_pr {
         mixdet_coco::plot::write_pr_plot(&eval, path)
@@ -246,6 +262,34 @@ fn category_table(cats: &[CategoryMetrics], max_det: usize) -> String {
     out
 }
 
+/// The `--errors` report, in TIDE's units (AP points) so that it reads like tidecv's summary.
+fn error_table(r: &ErrorReport, names: &std::collections::HashMap<i64, String>) -> String {
+    let name = |id: i64| names.get(&id).cloned().unwrap_or_else(|| format!("category {id}"));
+    let mut out = format!(
+        "Error analysis (TIDE: IoU 0.50, background IoU 0.10, 100 detections per image)\n\
+         TIDE AP50 {:.2}; dAP = AP50 points gained by fixing only that error type\n",
+        r.ap * 100.0
+    );
+    out += &format!("{:<9} {:>6} {:>6}\n", "type", "count", "dAP");
+    for s in &r.main {
+        out += &format!("{:<9} {:>6} {:>6.2}\n", s.kind.name(), s.count, s.delta_ap * 100.0);
+    }
+    out += &format!("{:<9} {:>6} {:>6.2}\n", "FalsePos", "", r.false_pos_delta_ap * 100.0);
+    out += &format!("{:<9} {:>6} {:>6.2}\n", "FalseNeg", "", r.false_neg_delta_ap * 100.0);
+    out += "objects not found at IoU 0.50 (of which Miss: nothing even close):\n";
+    for s in &r.by_size {
+        let share = if s.objects > 0 { 100.0 * s.not_found as f64 / s.objects as f64 } else { 0.0 };
+        out += &format!("  {:<6} {:>5} of {:>5} ({share:>4.1}%), {} Miss\n", s.size, s.not_found, s.objects, s.missed);
+    }
+    if !r.confusions.is_empty() {
+        out += "most frequent Cls errors (GT -> detected):\n";
+        for c in r.confusions.iter().take(8) {
+            out += &format!("  {} -> {}: {}\n", name(c.gt_category), name(c.detected_category), c.count);
+        }
+    }
+    out
+}
+
 /// `--json-out` document; field order as written here (stats first).
 #[derive(serde::Serialize)]
 struct JsonReport<'a> {
@@ -253,6 +297,9 @@ struct JsonReport<'a> {
     stats: Option<[f64; 12]>,
     per_category: &'a [CategoryMetrics],
     params: JsonParams<'a>,
+    /// `--errors`: the TIDE breakdown (fractions, not percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a ErrorReport>,
 }
 
 /// The evaluation parameters under pycocotools' names.
@@ -270,7 +317,12 @@ struct JsonParams<'a> {
     use_cats: u8,
 }
 
-fn write_json(path: &Path, eval: &Evaluation, per_category: &[CategoryMetrics]) -> anyhow::Result<()> {
+fn write_json(
+    path: &Path,
+    eval: &Evaluation,
+    per_category: &[CategoryMetrics],
+    errors: Option<&ErrorReport>,
+) -> anyhow::Result<()> {
     let p = eval.params();
     let doc = JsonReport {
         stats: eval.stats(),
@@ -286,6 +338,7 @@ fn write_json(path: &Path, eval: &Evaluation, per_category: &[CategoryMetrics]) 
             area_rng_lbl: p.area_rngs.iter().map(|a| a.label.as_str()).collect(),
             use_cats: u8::from(p.use_cats),
         },
+        errors,
     };
     let text = serde_json::to_string_pretty(&doc)?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))

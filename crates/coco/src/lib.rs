@@ -17,6 +17,7 @@
 pub mod accumulate;
 pub mod dataset;
 pub mod error;
+pub mod errors;
 mod evaluate;
 pub mod evaluation;
 mod ids;
@@ -31,6 +32,7 @@ pub mod summary;
 pub use accumulate::Shape;
 pub use dataset::{Annotation, Category, GroundTruth, Image};
 pub use error::{CocoError, Result};
+pub use errors::{analyze_errors, ErrorKind, ErrorParams, ErrorReport};
 pub use evaluation::{evaluate, evaluate_files, Evaluation, IouSelection};
 pub use params::{AreaRange, Params};
 pub use results::{check_detections, load_results, parse_results, Detection, ResultsReport};
