@@ -67,6 +67,12 @@ pub struct DetectorConfig {
     /// torchvision's SSDLite; the head's `module_list` then starts with C3's block.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub c3_level: bool,
+    /// Top-down merge into C3 (FPN-style): C4 through a 1x1 conv and BatchNorm, upsampled 2x
+    /// (nearest) and added to C3, so that the small-object level sees C4's deeper features.
+    /// Needs `c3_level`. Weights `neck.top_down.{0,1}`; the BatchNorm scale starts at zero when
+    /// training, so the merge starts as the identity and a C3 detector's weights carry over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub top_down: bool,
     /// Output channels of the extra layers appended after C5.
     pub extra_channels: Vec<usize>,
     /// BatchNorm epsilon of the extra layers and the head.
@@ -198,6 +204,9 @@ impl DetectorConfig {
                 self.extra_channels.len()
             ));
         }
+        if self.top_down && !self.c3_level {
+            return bad("top_down merges C4 into C3 and needs c3_level".into());
+        }
         if self.anchors.aspect_ratios.iter().flatten().any(|&a| !(a.is_finite() && a > 0.0)) {
             return bad("aspect ratios must be positive".into());
         }
@@ -255,6 +264,10 @@ mod tests {
         v["c3_level"] = true.into();
         let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("one level short");
         assert!(err.to_string().contains("6 anchor aspect-ratio lists for 7 feature levels (C3, C4"), "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("json");
+        v["top_down"] = true.into();
+        let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("top_down without C3");
+        assert!(err.to_string().contains("top_down merges C4 into C3 and needs c3_level"), "{err}");
         let err = DetectorConfig::from_json("{\"name\": 3}", "y.json").expect_err("bad json");
         assert!(err.to_string().starts_with("y.json: invalid detector config"), "{err}");
         assert!(matches!(DetectorConfig::resolve("nope"), Err(ConfigError::Unknown(_))));

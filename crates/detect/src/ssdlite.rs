@@ -62,6 +62,36 @@ impl ExtraBlock {
     }
 }
 
+/// The top-down merge into C3: `C3 + up2(BN(conv1x1(C4)))`. The 1x1 conv runs at C4's
+/// resolution, before the upsampling, which costs a quarter of running it after.
+#[derive(Debug, Clone)]
+struct TopDown {
+    lateral: ConvBnAct,
+}
+
+impl TopDown {
+    fn load(c4: usize, c3: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            lateral: ConvBnAct::load(&spec(c4, c3, 1, 1, false), eps, Activation::Identity, vb.pp("0"), vb.pp("1"))?,
+        })
+    }
+
+    fn forward_t(&self, c3: &Tensor, c4: &Tensor, train: bool) -> Result<Tensor> {
+        let t = self.lateral.forward_t(c4, train)?;
+        let (n, c, h, w) = t.dims4()?;
+        // Nearest 2x as a broadcast: its gradient is a plain sum (candle's upsample backward runs
+        // a grouped convolution, one per channel).
+        let up = t.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, 2, w, 2))?.reshape((n, c, 2 * h, 2 * w))?;
+        let (_, _, h3, w3) = c3.dims4()?;
+        if 2 * h < h3 || 2 * w < w3 {
+            candle_core::bail!("top-down merge: C4 grid {h}x{w} does not cover C3's {h3}x{w3}");
+        }
+        // An odd C3 grid is one short of twice C4's (both round up).
+        let up = if (2 * h, 2 * w) == (h3, w3) { up } else { up.narrow(2, 0, h3)?.narrow(3, 0, w3)? };
+        c3 + up
+    }
+}
+
 /// A head block of one level: 3x3 depthwise + BN + ReLU6 (`.0`), then a 1x1 conv with bias (`.1`).
 #[derive(Debug, Clone)]
 struct PredictionBlock {
@@ -121,6 +151,7 @@ type AnchorCache = HashMap<Vec<[usize; 2]>, Arc<Vec<[f32; 4]>>>;
 pub struct SsdLite {
     config: DetectorConfig,
     backbone: Box<dyn Backbone>,
+    top_down: Option<TopDown>,
     extras: Vec<ExtraBlock>,
     cls_head: Vec<PredictionBlock>,
     reg_head: Vec<PredictionBlock>,
@@ -194,6 +225,11 @@ impl SsdLite {
                 config.backbone
             ),
         };
+        let top_down = match (config.top_down, level_channels.first()) {
+            (true, Some(&c3)) => Some(TopDown::load(taps.c4, c3, eps, vb.pp("neck").pp("top_down"))?),
+            (true, None) => candle_core::bail!("{}: top_down needs c3_level", config.name),
+            (false, _) => None,
+        };
         level_channels.extend([taps.c4, taps.c5]);
         let mut extras = Vec::with_capacity(config.extra_channels.len());
         let evb = vb.pp("backbone").pp("extra");
@@ -211,7 +247,7 @@ impl SsdLite {
             cls_head.push(PredictionBlock::load(c, a, config.num_classes, eps, cvb.pp(i.to_string()))?);
             reg_head.push(PredictionBlock::load(c, a, 4, eps, rvb.pp(i.to_string()))?);
         }
-        Ok(Self { config, backbone, extras, cls_head, reg_head, anchor_cache: Mutex::default() })
+        Ok(Self { config, backbone, top_down, extras, cls_head, reg_head, anchor_cache: Mutex::default() })
     }
 
     /// Builds the detector from a state dict, strictly (every key used, every shape right).
@@ -258,6 +294,9 @@ impl SsdLite {
     /// (training keeps the unfolded layers; call again after changing weights).
     pub fn fuse_for_inference(&mut self) -> Result<()> {
         self.backbone.fuse_for_inference()?;
+        if let Some(t) = &mut self.top_down {
+            t.lateral.fuse()?;
+        }
         for e in &mut self.extras {
             for l in &mut e.layers {
                 l.fuse()?;
@@ -277,7 +316,11 @@ impl SsdLite {
     /// Runs backbone, extra layers and head on a preprocessed batch `(N, 3, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<HeadOutput> {
         let taps = self.backbone.forward_detection_taps(x, train, self.config.c3_level)?;
-        let mut feats: Vec<Tensor> = taps.c3.into_iter().chain([taps.c4, taps.c5]).collect();
+        let c3 = match (&self.top_down, taps.c3) {
+            (Some(t), Some(c3)) => Some(t.forward_t(&c3, &taps.c4, train)?),
+            (_, c3) => c3,
+        };
+        let mut feats: Vec<Tensor> = c3.into_iter().chain([taps.c4, taps.c5]).collect();
         for e in &self.extras {
             let next = e.forward_t(&feats[feats.len() - 1], train)?;
             feats.push(next);
@@ -365,6 +408,51 @@ mod tests {
         let (_, shapes) = recorded(&cfg)?;
         // torchvision's block 7 (40 -> 80, stride 2) expands to 240 channels.
         assert_eq!(shapes["head.regression_head.module_list.0.0.0.weight"], vec![240, 1, 3, 3]);
+        Ok(())
+    }
+
+    /// The top-down merge adds one 1x1 conv (C4 -> C3 channels) and its BatchNorm under `neck.`,
+    /// and handles an odd C3 grid (one short of twice C4's); the fused and unfused forwards agree.
+    #[test]
+    fn top_down_merge_weights_odd_grids_and_fusion() -> Result<()> {
+        let c3 = DetectorConfig::resolve("ssdlite320_mixnet_s_c3_shapes").map_err(candle_core::Error::wrap)?;
+        let mut td = c3.clone();
+        td.top_down = true;
+        let (_, base) = recorded(&c3)?;
+        let (_, shapes) = recorded(&td)?;
+        // MixNet-S: C4 is the 720-channel expansion at stride 16, C3 the 240-channel one.
+        assert_eq!(shapes["neck.top_down.0.weight"], vec![240, 720, 1, 1]);
+        assert_eq!(shapes["neck.top_down.1.running_var"], vec![240]);
+        assert_eq!(shapes.len() - base.len(), 5, "conv weight and the BatchNorm's four tensors");
+
+        td.input_size = [72, 72];
+        let mut rng = 1u64;
+        let mut sd = HashMap::new();
+        for (k, shape) in &shapes {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let u = (rng >> 40) as f32 / (1u64 << 24) as f32;
+                    if k.ends_with("running_var") {
+                        0.5 + u
+                    } else {
+                        0.2 * (u - 0.5)
+                    }
+                })
+                .collect();
+            sd.insert(k.clone(), Tensor::from_vec(v, shape.as_slice(), &Device::Cpu)?);
+        }
+        let mut model =
+            SsdLite::from_state_dict(td, sd, "synthetic", &Device::Cpu).map_err(candle_core::Error::wrap)?;
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 72, 72), &Device::Cpu)?;
+        let plain = model.forward_t(&x, false)?;
+        // 72 px: C3 9x9, C4 5x5 (upsampled to 10x10, cropped to 9x9).
+        assert_eq!(&plain.grid_sizes[..2], &[[9, 9], [5, 5]]);
+        model.fuse_for_inference()?;
+        let fused = model.forward_t(&x, false)?;
+        let diff = (plain.cls_logits - fused.cls_logits)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "fused vs unfused: {diff}");
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Initial values for a detector built from an empty `VarMap` (whose plain `get`s start at zero):
 //! torchvision's SSDLite scheme — N(0, 0.03) for the extra layers and the head, Kaiming-normal
-//! fan-out for backbone convs (timm's and torchvision's MobileNet init), BatchNorm weight 1 /
-//! bias 0 / running mean 0 / running variance 1, other biases 0 — and timm backbone weights.
+//! fan-out for backbone convs and the top-down merge's conv (timm's and torchvision's MobileNet
+//! init), BatchNorm weight 1 (0 in the top-down merge) / bias 0 / running mean 0 / running
+//! variance 1, other biases 0 — and timm backbone weights.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,6 +40,10 @@ pub fn initialise(varmap: &VarMap, seed: u64) -> Result<()> {
         if name.ends_with("running_var") {
             fill(var, 1.0)?;
         } else if is_running_stat(name) || name.ends_with("bias") {
+            fill(var, 0.0)?;
+        } else if dims.len() == 1 && name.starts_with("neck.") {
+            // The top-down merge's BatchNorm scale: zero, so the merge starts as the identity
+            // (the zero-init residual trick) and a detector without it carries over unchanged.
             fill(var, 0.0)?;
         } else if dims.len() == 1 {
             // A rank-1 weight is a BatchNorm scale.

@@ -127,3 +127,48 @@ fn synth_is_deterministic_and_train_zero_writes_only_val() {
     assert_eq!(gt.categories.len(), 6);
     assert!(gt.annotations.iter().all(|x| x.area > 0.0 && x.bbox[2] > 0.0 && (1..=6).contains(&x.category_id)));
 }
+
+/// The top-down merge starts as the identity (its BatchNorm scale is zero), so a C3 detector's
+/// outputs are unchanged with the same seed, and a training step moves that scale off zero.
+#[test]
+fn top_down_merge_starts_as_identity_and_trains() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json");
+    let mut c3 = DetectorConfig::resolve(path).expect("C3 detector config");
+    c3.input_size = [64, 64];
+    let mut td = c3.clone();
+    td.top_down = true;
+    let (_, plain) = build_model(c3, 3).unwrap();
+    let (varmap, merged) = build_model(td.clone(), 3).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    for train in [true, false] {
+        let (a, b) = (plain.forward_t(&x, train).unwrap(), merged.forward_t(&x, train).unwrap());
+        let d = (a.cls_logits - b.cls_logits).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0, "train={train}: the merge changed the outputs at initialisation");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 4, 0, 1);
+    let ds = Dataset::load(&dir.path().join("annotations/instances_train.json"), &dir.path().join("train"), 7).unwrap();
+    let spec = LoaderSpec {
+        samples: Arc::new(ds.samples),
+        batch_size: 4,
+        input_size: td.input_size,
+        mean: td.image_mean,
+        std: td.image_std,
+        augment: AugmentConfig { photometric: false, zoom_out: false, iou_crop: false, hflip: false },
+        anchors: input_anchors(&merged).unwrap(),
+        coder: BoxCoder::default(),
+        iou_threshold: 0.5,
+        seed: 0,
+        epochs: 1,
+        start: (0, 0),
+    };
+    let batch = spec.make_batch(0, 0, &[0, 1, 2, 3]);
+    let opt_cfg = OptimizerConfig::Sgd { momentum: 0.9, weight_decay: 4e-5, nesterov: false };
+    let mut opt = Optimizer::new(opt_cfg, trainable_params(&varmap, true).unwrap());
+    let scale =
+        || -> Vec<f32> { varmap.data().lock().unwrap()["neck.top_down.1.weight"].as_tensor().to_vec1().unwrap() };
+    assert!(scale().iter().all(|&v| v == 0.0));
+    train_step(&merged, &mut opt, &batch, 0.02, 3).unwrap();
+    assert!(scale().iter().any(|&v| v != 0.0), "no gradient reached the merge");
+}
