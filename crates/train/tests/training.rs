@@ -25,6 +25,24 @@ fn synth(dir: &Path, train: usize, val: usize, seed: u64) {
     generate(&SynthOptions { out: dir.to_path_buf(), train, val, seed, size: 64 }).expect("synth");
 }
 
+/// Batches of 4 without augmentation, for the model's anchors.
+fn plain_loader(ds: Dataset, cfg: &DetectorConfig, model: &mixdet_detect::SsdLite) -> LoaderSpec {
+    LoaderSpec {
+        samples: Arc::new(ds.samples),
+        batch_size: 4,
+        input_size: cfg.input_size,
+        mean: cfg.image_mean,
+        std: cfg.image_std,
+        augment: AugmentConfig { photometric: false, zoom_out: false, iou_crop: false, hflip: false },
+        anchors: input_anchors(model).unwrap(),
+        coder: BoxCoder::default(),
+        iou_threshold: 0.5,
+        seed: 0,
+        epochs: 1,
+        start: (0, 0),
+    }
+}
+
 #[test]
 fn initialised_model_gives_varied_outputs() {
     let (_vm, model) = build_model(tiny_config(), 0).unwrap();
@@ -56,20 +74,7 @@ fn training_steps_lower_the_loss_update_bn_statistics_and_checkpoint_them() {
     let ds = Dataset::load(&dir.path().join("annotations/instances_train.json"), &dir.path().join("train"), 7).unwrap();
     assert!(ds.issues.is_empty(), "{:?}", ds.issues);
     let (varmap, model) = build_model(cfg.clone(), 0).unwrap();
-    let spec = LoaderSpec {
-        samples: Arc::new(ds.samples),
-        batch_size: 4,
-        input_size: cfg.input_size,
-        mean: cfg.image_mean,
-        std: cfg.image_std,
-        augment: AugmentConfig { photometric: false, zoom_out: false, iou_crop: false, hflip: false },
-        anchors: input_anchors(&model).unwrap(),
-        coder: BoxCoder::default(),
-        iou_threshold: 0.5,
-        seed: 0,
-        epochs: 1,
-        start: (0, 0),
-    };
+    let spec = plain_loader(ds, &cfg, &model);
     let batch = spec.make_batch(0, 0, &[0, 1, 2, 3]);
     assert_eq!(batch.count, 4);
     let bn = "backbone.body.bn1.running_mean";
@@ -149,20 +154,7 @@ fn top_down_merge_starts_as_identity_and_trains() {
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), 4, 0, 1);
     let ds = Dataset::load(&dir.path().join("annotations/instances_train.json"), &dir.path().join("train"), 7).unwrap();
-    let spec = LoaderSpec {
-        samples: Arc::new(ds.samples),
-        batch_size: 4,
-        input_size: td.input_size,
-        mean: td.image_mean,
-        std: td.image_std,
-        augment: AugmentConfig { photometric: false, zoom_out: false, iou_crop: false, hflip: false },
-        anchors: input_anchors(&merged).unwrap(),
-        coder: BoxCoder::default(),
-        iou_threshold: 0.5,
-        seed: 0,
-        epochs: 1,
-        start: (0, 0),
-    };
+    let spec = plain_loader(ds, &td, &merged);
     let batch = spec.make_batch(0, 0, &[0, 1, 2, 3]);
     let opt_cfg = OptimizerConfig::Sgd { momentum: 0.9, weight_decay: 4e-5, nesterov: false };
     let mut opt = Optimizer::new(opt_cfg, trainable_params(&varmap, true).unwrap());
