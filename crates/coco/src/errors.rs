@@ -281,8 +281,9 @@ fn size_bucket(area: f64) -> Option<usize> {
     SIZES.iter().position(|&(_, lo, hi)| area >= lo && area < hi)
 }
 
-/// Runs the analysis. Detections on images outside the analysed set are ignored; detections of
-/// categories unknown to the GT count as their own class, as in tidecv.
+/// Runs the analysis over the GT file's images (or `params.img_ids` of them). Detections and
+/// annotations on other image ids are left out; detections of categories unknown to the GT count
+/// as their own class, as in tidecv.
 pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams) -> ErrorReport {
     let wanted: Option<std::collections::HashSet<i64>> = params.img_ids.as_ref().map(|v| v.iter().copied().collect());
     let mut images: Vec<i64> = Vec::new();
