@@ -128,6 +128,7 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "ssdlite320_mixnet_l",
     "ssdlite320_mixnet_s_shapes",
     "ssdlite320_mixnet_s_c3_shapes",
+    "ssdlite320_mixnet_s_c3td_shapes",
 ];
 
 fn builtin_json(name: &str) -> Option<&'static str> {
@@ -144,6 +145,9 @@ fn builtin_json(name: &str) -> Option<&'static str> {
         "ssdlite320_mixnet_s_shapes" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json"),
         "ssdlite320_mixnet_s_c3_shapes" => {
             include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json")
+        }
+        "ssdlite320_mixnet_s_c3td_shapes" => {
+            include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3td_shapes.json")
         }
         _ => return None,
     })
