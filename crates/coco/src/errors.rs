@@ -158,11 +158,22 @@ struct ErrorRecord {
     /// Its data point in the measured run: None for Miss and for a detection inside a crowd
     /// region, which tidecv classifies but leaves out unless a fix makes it a true positive.
     original: Option<Point>,
-    fix: Fix,
-    /// For Cls and Loc: the GT the fix would claim (global GT index), unless it was matched.
-    claims: Option<usize>,
-    /// For Cls: the class of the GT it sits on.
-    gt_class: Option<i64>,
+    /// Global GT index: for Cls and Loc the GT the detection sits on, for Miss the missed GT.
+    target: Option<usize>,
+}
+
+impl ErrorRecord {
+    /// What fixing this error (the `index`-th record) does. Only the best-scoring Cls or Loc
+    /// error on a GT that nothing matched becomes a true positive; the others vanish.
+    fn fix(&self, index: usize, state: &[GtState], gt: &GroundTruth) -> Fix {
+        let class_of = |g: usize| gt.annotations[g].category_id;
+        match (self.kind, self.target, self.detection) {
+            (ErrorKind::Miss, Some(g), _) => Fix::DropGt(class_of(g)),
+            (ErrorKind::Cls, Some(g), Some(_)) if state[g].best_error == Some(index) => Fix::TruePositive(class_of(g)),
+            (ErrorKind::Loc, Some(g), Some(p)) if state[g].best_error == Some(index) => Fix::TruePositive(p.class),
+            _ => Fix::Remove,
+        }
+    }
 }
 
 /// Per-GT state across the analysis.
@@ -385,29 +396,18 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
                     (ErrorKind::Both, None)
                 }
             };
-            let gt_class = (kind == ErrorKind::Cls).then(|| target.map(class_of)).flatten();
-            let mut record = ErrorRecord {
-                kind,
-                detection: Some(point),
-                original: used[p].map(|_| point),
-                fix: Fix::Remove,
-                claims: None,
-                gt_class,
-            };
+            let target = target.map(|g| truths[g]);
             if let Some(g) = target {
-                let s = &mut state[truths[g]];
+                let s = &mut state[g];
                 if !s.used {
                     s.usable = true;
-                    record.claims = Some(truths[g]);
-                    let class = if kind == ErrorKind::Cls { class_of(g) } else { pred.category_id };
-                    record.fix = Fix::TruePositive(class);
                     if s.best_score < pred.score {
                         s.best_score = pred.score;
                         s.best_error = Some(errors.len());
                     }
                 }
             }
-            errors.push(record);
+            errors.push(ErrorRecord { kind, detection: Some(point), original: used[p].map(|_| point), target });
         }
 
         for &g in &truths {
@@ -416,23 +416,7 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
             }
             false_negatives.push(g);
             if !state[g].usable {
-                let class = gt.annotations[g].category_id;
-                errors.push(ErrorRecord {
-                    kind: ErrorKind::Miss,
-                    detection: None,
-                    original: None,
-                    fix: Fix::DropGt(class),
-                    claims: None,
-                    gt_class: None,
-                });
-            }
-        }
-    }
-    // Only the best-scoring error claiming a GT is fixed into a true positive; the rest vanish.
-    for (i, e) in errors.iter_mut().enumerate() {
-        if let (Some(g), Fix::TruePositive(_)) = (e.claims, e.fix) {
-            if state[g].best_error != Some(i) {
-                e.fix = Fix::Remove;
+                errors.push(ErrorRecord { kind: ErrorKind::Miss, detection: None, original: None, target: Some(g) });
             }
         }
     }
@@ -442,9 +426,9 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
         let mut data = ApData::default();
         // Classes enter in the measured run's order so the mean sums in the same order.
         let mut gt_count: HashMap<i64, i64> = measured.gt.clone();
-        for e in &errors {
+        for (i, e) in errors.iter().enumerate() {
             let point = if fix(e) {
-                match e.fix {
+                match e.fix(i, &state, gt) {
                     Fix::Remove => None,
                     Fix::TruePositive(class) => e.detection.map(|p| Point { class, correct: true, ..p }),
                     Fix::DropGt(class) => {
@@ -489,12 +473,6 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
 
     let mut by_size: Vec<SizeRecall> =
         SIZES.iter().map(|&(size, _, _)| SizeRecall { size, objects: 0, not_found: 0, missed: 0 }).collect();
-    let mut missed_gt = std::collections::HashSet::new();
-    for &g in &false_negatives {
-        if !state[g].usable {
-            missed_gt.insert(g);
-        }
-    }
     for image in &images {
         for &g in gts_of.get(image).map(Vec::as_slice).unwrap_or(&[]) {
             let a = &gt.annotations[g];
@@ -503,16 +481,16 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
             if !state[g].used {
                 by_size[b].not_found += 1;
             }
-            if missed_gt.contains(&g) {
+            if !state[g].used && !state[g].usable {
                 by_size[b].missed += 1;
             }
         }
     }
 
     let mut pairs: HashMap<(i64, i64), usize> = HashMap::new();
-    for e in &errors {
-        if let (Some(p), Some(g)) = (e.detection, e.gt_class) {
-            *pairs.entry((g, p.class)).or_insert(0) += 1;
+    for e in errors.iter().filter(|e| e.kind == ErrorKind::Cls) {
+        if let (Some(p), Some(g)) = (e.detection, e.target) {
+            *pairs.entry((gt.annotations[g].category_id, p.class)).or_insert(0) += 1;
         }
     }
     let mut confusions: Vec<Confusion> =
