@@ -422,6 +422,9 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
     }
 
     let ap = measured.map();
+    // tidecv adds the true positives back class by class, in the measured run's class order.
+    let true_positives_by_class: Vec<Point> =
+        measured.order.iter().flat_map(|c| true_positives.iter().filter(move |p| p.class == *c).copied()).collect();
     let rebuilt = |fix: &dyn Fn(&ErrorRecord) -> bool, transform: &dyn Fn(Point) -> Point, drop_fn: bool| {
         let mut data = ApData::default();
         // Classes enter in the measured run's order so the mean sums in the same order.
@@ -443,10 +446,8 @@ pub fn analyze_errors(gt: &GroundTruth, dets: &[Detection], params: &ErrorParams
                 data.push(transform(p));
             }
         }
-        for c in &measured.order {
-            for p in true_positives.iter().filter(|p| p.class == *c) {
-                data.push(transform(*p));
-            }
+        for p in &true_positives_by_class {
+            data.push(transform(*p));
         }
         if drop_fn {
             for &g in &false_negatives {
