@@ -4,6 +4,10 @@ torchvision models in PyTorch (eval mode, no_grad) and the same models exported 
 by onnxruntime, with the same thread count, batch and input size; optionally `mixdet bench` too.
 
     python coco_tools/bench_reference.py --threads 2 --iters 30 [--mixdet target/release/mixdet] [--json]
+    python coco_tools/bench_reference.py --device cuda --no-onnx --mixdet <cuda build of mixdet>
+
+With `--device cuda` both PyTorch and `mixdet bench --device cuda` run on the GPU; every timed
+PyTorch call ends with `torch.cuda.synchronize()` (mixdet's bench copies the outputs to the host).
 
 Each measurement: warm-up runs, then `--iters` timed runs of one forward pass; the table gives
 the median, min and max in milliseconds. Weights are random (timm `pretrained=False`,
@@ -50,13 +54,15 @@ def summarize(times_s):
     return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "iters": len(ms)}
 
 
-def time_calls(fn, warmup, iters):
+def time_calls(fn, warmup, iters, sync=lambda: None):
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(iters):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return summarize(times)
 
@@ -127,9 +133,9 @@ def bench_onnxruntime(path, example, threads, warmup, iters):
     return time_calls(lambda: sess.run(None, feed), warmup, iters)
 
 
-def bench_mixdet(binary, name, size, batch, threads, iters):
+def bench_mixdet(binary, name, size, batch, threads, iters, device):
     cmd = [binary, "bench", "--model", name, "--input", str(size), "--batch", str(batch), "--threads", str(threads),
-           "--iters", str(iters), "--json"]
+           "--iters", str(iters), "--device", device, "--json"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -162,6 +168,7 @@ def main():
     ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime column")
     ap.add_argument("--mixdet", default=None, help="path to the mixdet binary")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON object")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch and mixdet alike)")
     args = ap.parse_args()
 
     import torch
@@ -172,8 +179,12 @@ def main():
     except RuntimeError:
         pass  # already set in this process
 
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     have_ort = False
-    if not args.no_onnx:
+    if dev.type == "cuda" and not args.no_onnx:
+        print("note: onnxruntime column skipped (CPU provider only; use --no-onnx with --device cuda)", file=sys.stderr)
+    elif not args.no_onnx:
         try:
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
@@ -196,12 +207,12 @@ def main():
                 continue
             _, source, default_size = known[name]
             size = args.input or default_size
-            row = {"model": name, "input": size, "batch": args.batch, "threads": args.threads}
-            model = build_model(name, source).eval()
-            example = torch.rand(args.batch, 3, size, size)
+            row = {"model": name, "input": size, "batch": args.batch, "threads": args.threads, "device": args.device}
+            model = build_model(name, source).eval().to(dev)
+            example = torch.rand(args.batch, 3, size, size, device=dev)
             runnable = DetectorWrapper(model).eval() if source == "torchvision-detection" else model
             with torch.no_grad():
-                row["torch"] = time_calls(lambda: runnable(example), args.warmup, args.iters)
+                row["torch"] = time_calls(lambda: runnable(example), args.warmup, args.iters, sync)
             if have_ort:
                 path = os.path.join(tmp, f"{name}.onnx")
                 try:
@@ -211,7 +222,7 @@ def main():
                 except Exception as e:  # noqa: BLE001 - one model failing must not stop the table
                     notes.append(f"{name}: onnxruntime skipped ({e})")
             if mixdet:
-                stats, err = bench_mixdet(mixdet, name, size, args.batch, args.threads, args.iters)
+                stats, err = bench_mixdet(mixdet, name, size, args.batch, args.threads, args.iters, args.device)
                 if stats:
                     row["mixdet"] = stats
                     row["mixdet_over_torch"] = stats["median_ms"] / row["torch"]["median_ms"]
@@ -234,7 +245,7 @@ def main():
                      f"{r['mixdet_over_onnxruntime']:.2f}" if "mixdet_over_onnxruntime" in r else "n/a"]
         table.append(line)
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
-    print(f"threads {args.threads}, batch {args.batch}, {args.iters} iterations after {args.warmup} warm-up, "
+    print(f"device {args.device}, threads {args.threads}, batch {args.batch}, {args.iters} iterations after {args.warmup} warm-up, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print(" | ".join(h.ljust(w) for h, w in zip(headers, widths)))
     print("-|-".join("-" * w for w in widths))

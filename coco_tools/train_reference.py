@@ -3,7 +3,8 @@ torchvision's SSDLite head, extra layers, anchors, matcher and loss on a timm `f
 MixNet trunk (C4 = expansion of the last stride-16 block's successor, as mixdet taps it, is
 approximated by timm's stride-16/32 feature maps), or torchvision's ssdlite320_mobilenet_v3_large.
 Random images and boxes of the detector's input size; `torch.set_num_threads(N)`; SGD momentum;
-prints the median images/s over the timed steps.
+prints the median images/s over the timed steps. `--device cuda` trains on the GPU (each timed
+step ends with `torch.cuda.synchronize()`).
 
     /work/pyenv/venv/bin/python coco_tools/train_reference.py \
         --detector configs/detectors/ssdlite320_mixnet_s_shapes.json --batch 16 --steps 10 --threads 2
@@ -72,7 +73,9 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--boxes", type=int, default=6, help="random boxes per image")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = json.load(open(args.detector))
@@ -81,29 +84,33 @@ def main():
         model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=cfg["num_classes"])
     else:
         model = mixnet_ssdlite(cfg)
-    model.train()
+    model.to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
     h, w = cfg["input_size"]
     rates = []
     for step in range(args.warmup + args.steps):
-        images = [torch.rand(3, h, w) for _ in range(args.batch)]
+        images = [torch.rand(3, h, w, device=dev) for _ in range(args.batch)]
         targets = []
         for _ in range(args.batch):
             xy = torch.rand(args.boxes, 2) * torch.tensor([w * 0.7, h * 0.7])
             wh = 8 + torch.rand(args.boxes, 2) * torch.tensor([w * 0.3, h * 0.3])
-            targets.append({"boxes": torch.cat([xy, xy + wh], 1),
-                            "labels": torch.randint(1, cfg["num_classes"], (args.boxes,))})
+            targets.append({"boxes": torch.cat([xy, xy + wh], 1).to(dev),
+                            "labels": torch.randint(1, cfg["num_classes"], (args.boxes,)).to(dev)})
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         losses = model(images, targets)
         loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         if step >= args.warmup:
             rates.append(args.batch / dt)
     print(json.dumps({"detector": cfg["name"], "input": [h, w], "batch": args.batch, "threads": args.threads,
-                      "torch": torch.__version__, "median_images_per_s": statistics.median(rates),
+                      "device": args.device, "torch": torch.__version__, "median_images_per_s": statistics.median(rates),
                       "rates": [round(r, 2) for r in rates]}))
 
 

@@ -27,6 +27,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Device for the model, loss and optimiser: cpu, cuda or cuda:N (data loading stays on the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Runs `mixdet train`.
@@ -35,7 +38,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.output_dir {
         cfg.output_dir = dir;
     }
-    let opts = RunOptions { resume: args.resume, progress: !args.quiet, max_steps: args.max_steps };
+    let device = crate::device::parse_device(&args.device)?;
+    let opts = RunOptions { resume: args.resume, progress: !args.quiet, max_steps: args.max_steps, device };
     let summary = train(&cfg, &opts).with_context(|| format!("training with {}", args.config.display()))?;
     println!(
         "{} steps, last loss {:.4}, {:.1} images/s (model step, median), {:.1} images/s (with data loading)",

@@ -62,7 +62,7 @@ pub fn load(varmap: &VarMap, optimizer: &mut Optimizer, checkpoint: &Path) -> Re
             if t.dims() != var.dims() {
                 return Err(bad(format!("model.{name} has shape {:?}, the model {:?}", t.dims(), var.dims())));
             }
-            var.set(t)?;
+            var.set(&t.to_device(var.device())?)?;
         }
     }
     let optim: HashMap<String, Tensor> =

@@ -22,11 +22,12 @@ pub struct EvalResult {
     pub issues: Vec<Issue>,
 }
 
-/// Runs `model` (eval mode) on `samples` through detection's batch pipeline (the one `mixdet
+/// Runs `model` (eval mode, on `device`) on `samples` through detection's batch pipeline (the one `mixdet
 /// detect` and `mixdet eval` use) and evaluates against the instances file `annotations`.
 /// Detections are kept above `score_thresh` (low, so that the precision-recall curve is complete).
 pub fn evaluate_detector(
     model: &SsdLite,
+    device: &Device,
     samples: &[Sample],
     annotations: &Path,
     batch_size: usize,
@@ -37,7 +38,7 @@ pub fn evaluate_detector(
     let files: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let mut dets = Vec::new();
     let mut issues = Vec::new();
-    let timings = mixdet_detect::batch::run(model, &Device::Cpu, &files, batch_size, &pp, false, |o| {
+    let timings = mixdet_detect::batch::run(model, device, &files, batch_size, &pp, false, |o| {
         let image_id = samples[o.index].image_id;
         match o.result {
             Ok(d) => dets.extend(d.detections.coco_boxes().map(|(category_id, bbox, score)| Detection {

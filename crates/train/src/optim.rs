@@ -188,7 +188,7 @@ impl Optimizer {
     /// Restores a state written by [`Optimizer::state_tensors`]; buffers of unknown parameters or
     /// with other shapes are refused.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let shapes: HashMap<&str, &[usize]> = self.params.iter().map(|p| (p.name.as_str(), p.var.dims())).collect();
+        let params: HashMap<&str, &Var> = self.params.iter().map(|p| (p.name.as_str(), &p.var)).collect();
         let mut first = HashMap::new();
         let mut second = HashMap::new();
         let mut steps = None;
@@ -203,9 +203,9 @@ impl Optimizer {
             } else {
                 candle_core::bail!("optimiser state has an unknown entry {k}");
             };
-            match shapes.get(name) {
-                Some(s) if *s == v.dims() => {
-                    slot.insert(name.to_string(), v.to_dtype(DType::F32)?);
+            match params.get(name) {
+                Some(p) if p.dims() == v.dims() => {
+                    slot.insert(name.to_string(), v.to_dtype(DType::F32)?.to_device(p.device())?);
                 }
                 _ => candle_core::bail!("optimiser state {k} {:?} does not match the model", v.dims()),
             }

@@ -25,7 +25,7 @@ use crate::plot::{write_plot, Series};
 use crate::schedule::Schedule;
 
 /// Run-time choices that are not part of the experiment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Continue from `output_dir/checkpoint.safetensors`.
     pub resume: bool,
@@ -33,6 +33,14 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop after this many steps (overrides the config's `max_steps` when smaller).
     pub max_steps: Option<u64>,
+    /// Where the model, the loss and the optimiser run (the data pipeline stays on the CPU).
+    pub device: Device,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { resume: false, progress: false, max_steps: None, device: Device::Cpu }
+    }
 }
 
 /// What a run did.
@@ -67,10 +75,10 @@ pub struct StepStats {
     pub positives: usize,
 }
 
-/// A detector with freshly initialised variables in a `VarMap`.
-pub fn build_model(config: DetectorConfig, seed: u64) -> Result<(VarMap, SsdLite)> {
+/// A detector with freshly initialised variables in a `VarMap` on `device`.
+pub fn build_model(config: DetectorConfig, seed: u64, device: &Device) -> Result<(VarMap, SsdLite)> {
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = SsdLite::load(config, vb)?;
     initialise(&varmap, seed)?;
     Ok((varmap, model))
@@ -89,22 +97,23 @@ pub fn trainable_params(varmap: &VarMap, decay_norm_and_bias: bool) -> Result<Ve
 }
 
 /// Anchors of the detector's input size (grid sizes from a forward pass on zeros).
-pub fn input_anchors(model: &SsdLite) -> Result<Arc<Vec<[f32; 4]>>> {
+pub fn input_anchors(model: &SsdLite, device: &Device) -> Result<Arc<Vec<[f32; 4]>>> {
     let [h, w] = model.config().input_size;
-    let out = model.forward_t(&Tensor::zeros((1, 3, h, w), DType::F32, &Device::Cpu)?, false)?;
+    let out = model.forward_t(&Tensor::zeros((1, 3, h, w), DType::F32, device)?, false)?;
     Ok(model.anchors(&out.grid_sizes))
 }
 
-/// One optimiser step on a prepared batch.
+/// One optimiser step on a prepared batch, with the model on `device`.
 pub fn train_step(
     model: &SsdLite,
     optimizer: &mut Optimizer,
     batch: &Batch,
     lr: f64,
     neg_to_pos: usize,
+    device: &Device,
 ) -> Result<StepStats> {
     let [h, w] = model.config().input_size;
-    let x = Tensor::from_slice(&batch.images, (batch.count, 3, h, w), &Device::Cpu)?;
+    let x = Tensor::from_slice(&batch.images, (batch.count, 3, h, w), device)?;
     let out = model.forward_t(&x, true)?;
     let loss = ssd_loss(&out.cls_logits, &out.bbox_regression, &batch.targets, neg_to_pos)?;
     let value = loss.total.to_scalar::<f32>()?;
@@ -195,7 +204,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         Some(v) => Some(Dataset::load(&v.annotations, &v.images, det_cfg.num_classes)?),
         None => None,
     };
-    let (varmap, model) = build_model(det_cfg.clone(), cfg.seed)?;
+    let (varmap, model) = build_model(det_cfg.clone(), cfg.seed, &opts.device)?;
     let pb = if opts.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     let ckpt_path = out_dir.join("checkpoint.safetensors");
     let weights_path = out_dir.join("model.safetensors");
@@ -275,7 +284,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             format!("initial weights: {} tensors from {} ({fresh} new left initialised)", r.loaded, path.display()),
         );
     }
-    let anchors = input_anchors(&model)?;
+    let anchors = input_anchors(&model, &opts.device)?;
     let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
     let mut optimizer = Optimizer::new(cfg.optimizer, params);
     let mut pos = Position::default();
@@ -336,7 +345,14 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     };
     let evaluate_now = |model: &SsdLite, log: &mut Log, pos: Position| -> Result<Option<EvalResult>> {
         let (Some(v), Some(vs)) = (&cfg.val, &val_set) else { return Ok(None) };
-        let r = evaluate_detector(model, &vs.samples, &v.annotations, cfg.batch_size, cfg.eval_score_threshold)?;
+        let r = evaluate_detector(
+            model,
+            &opts.device,
+            &vs.samples,
+            &v.annotations,
+            cfg.batch_size,
+            cfg.eval_score_threshold,
+        )?;
         log.write(serde_json::json!({
             "type": "eval", "step": pos.step, "epoch": pos.epoch, "ap": r.stats[0], "ap50": r.stats[1],
             "stats": r.stats, "images": r.images, "detections": r.detections,
@@ -360,7 +376,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             // Not on a pool worker (`mixdet_detect::on_worker`): while waiting for a stolen half
             // of a parallel loop, a worker would pick up the loader's image decoding and delay
             // the step (measured: 5.4 -> 4.9 images/s).
-            let s = train_step(&model, &mut optimizer, &batch, lr, cfg.neg_to_pos)?;
+            let s = train_step(&model, &mut optimizer, &batch, lr, cfg.neg_to_pos, &opts.device)?;
             let step_s = t0.elapsed().as_secs_f64();
             let wall_s = waited.elapsed().as_secs_f64();
             waited = Instant::now();

@@ -34,7 +34,7 @@ fn plain_loader(ds: Dataset, cfg: &DetectorConfig, model: &mixdet_detect::SsdLit
         mean: cfg.image_mean,
         std: cfg.image_std,
         augment: AugmentConfig { photometric: false, zoom_out: false, iou_crop: false, hflip: false },
-        anchors: input_anchors(model).unwrap(),
+        anchors: input_anchors(model, &Device::Cpu).unwrap(),
         coder: BoxCoder::default(),
         iou_threshold: 0.5,
         seed: 0,
@@ -45,7 +45,7 @@ fn plain_loader(ds: Dataset, cfg: &DetectorConfig, model: &mixdet_detect::SsdLit
 
 #[test]
 fn initialised_model_gives_varied_outputs() {
-    let (_vm, model) = build_model(tiny_config(), 0).unwrap();
+    let (_vm, model) = build_model(tiny_config(), 0, &Device::Cpu).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     // Training mode: at initialisation the running statistics are the identity (mean 0, var 1),
     // so eval-mode activations shrink through the squeeze-excitation gates (as in PyTorch);
@@ -73,7 +73,7 @@ fn training_steps_lower_the_loss_update_bn_statistics_and_checkpoint_them() {
     let cfg = tiny_config();
     let ds = Dataset::load(&dir.path().join("annotations/instances_train.json"), &dir.path().join("train"), 7).unwrap();
     assert!(ds.issues.is_empty(), "{:?}", ds.issues);
-    let (varmap, model) = build_model(cfg.clone(), 0).unwrap();
+    let (varmap, model) = build_model(cfg.clone(), 0, &Device::Cpu).unwrap();
     let spec = plain_loader(ds, &cfg, &model);
     let batch = spec.make_batch(0, 0, &[0, 1, 2, 3]);
     assert_eq!(batch.count, 4);
@@ -83,7 +83,8 @@ fn training_steps_lower_the_loss_update_bn_statistics_and_checkpoint_them() {
     assert!(params.iter().all(|p| !p.name.contains("running")));
     let opt_cfg = OptimizerConfig::Sgd { momentum: 0.9, weight_decay: 4e-5, nesterov: false };
     let mut opt = Optimizer::new(opt_cfg, params);
-    let losses: Vec<f32> = (0..4).map(|_| train_step(&model, &mut opt, &batch, 0.02, 3).unwrap().loss).collect();
+    let losses: Vec<f32> =
+        (0..4).map(|_| train_step(&model, &mut opt, &batch, 0.02, 3, &Device::Cpu).unwrap().loss).collect();
     assert!(losses[3] < losses[0], "loss did not fall on a repeated batch: {losses:?}");
     let weights = dir.path().join("model.safetensors");
     let ckpt = dir.path().join("checkpoint.safetensors");
@@ -95,7 +96,7 @@ fn training_steps_lower_the_loss_update_bn_statistics_and_checkpoint_them() {
     // The weights file is a strict state dict for the detector.
     mixdet_detect::SsdLite::from_file(cfg.clone(), &weights, &Device::Cpu).unwrap();
     // Resume restores variables, optimiser state and position.
-    let (varmap2, _model2) = build_model(cfg, 9).unwrap();
+    let (varmap2, _model2) = build_model(cfg, 9, &Device::Cpu).unwrap();
     let mut opt2 = Optimizer::new(opt_cfg, trainable_params(&varmap2, true).unwrap());
     assert_eq!(checkpoint::load(&varmap2, &mut opt2, &ckpt).unwrap(), pos);
     assert_eq!(opt2.steps(), 4);
@@ -142,8 +143,8 @@ fn top_down_merge_starts_as_identity_and_trains() {
     c3.input_size = [64, 64];
     let mut td = c3.clone();
     td.top_down = true;
-    let (_, plain) = build_model(c3, 3).unwrap();
-    let (varmap, merged) = build_model(td.clone(), 3).unwrap();
+    let (_, plain) = build_model(c3, 3, &Device::Cpu).unwrap();
+    let (varmap, merged) = build_model(td.clone(), 3, &Device::Cpu).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
     for train in [true, false] {
         let (a, b) = (plain.forward_t(&x, train).unwrap(), merged.forward_t(&x, train).unwrap());
@@ -161,6 +162,6 @@ fn top_down_merge_starts_as_identity_and_trains() {
     let scale =
         || -> Vec<f32> { varmap.data().lock().unwrap()["neck.top_down.1.weight"].as_tensor().to_vec1().unwrap() };
     assert!(scale().iter().all(|&v| v == 0.0));
-    train_step(&merged, &mut opt, &batch, 0.02, 3).unwrap();
+    train_step(&merged, &mut opt, &batch, 0.02, 3, &Device::Cpu).unwrap();
     assert!(scale().iter().any(|&v| v != 0.0), "no gradient reached the merge");
 }
