@@ -138,3 +138,21 @@ fn synth_then_train_with_bad_records_and_resume() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch_size"));
 }
+
+#[test]
+fn train_refuses_an_unknown_or_unavailable_device_before_touching_data() {
+    let cfg = format!("{}/configs/train/shapes_mixnet_s.json", env!("CARGO_MANIFEST_DIR"));
+    let out = mixdet(&["train", "--config", &cfg, "--device", "tpu"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown device \"tpu\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if cfg!(not(feature = "cuda")) {
+        let out = mixdet(&["train", "--config", &cfg, "--device", "cuda:0"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot open CUDA device 0") && err.contains("--features cuda"), "{err}");
+    }
+}
