@@ -203,7 +203,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --model NAME or --nms BOXES"),
     };
-    // Each pass starts on a pool worker, as in `mixdet detect` (see `on_worker`).
+    // Each pass starts on a pool worker, as in `mixdet detect` (see `on_worker`); on CUDA the
+    // input was made on this thread's stream, which the workers' streams do not wait for.
+    device.synchronize()?;
     let step = || mixdet_detect::on_worker(&step);
     for _ in 0..args.warmup {
         step()?;

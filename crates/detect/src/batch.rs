@@ -85,6 +85,9 @@ pub fn run(
     let batch = batch.max(1);
     let [h, w] = model.config().input_size;
     let mut timings = Timings::default();
+    // The batches run on pool workers (see below), whose CUDA streams are not ordered with this
+    // thread's: finish what this thread queued (a trainer's last weight update, say) first.
+    device.synchronize()?;
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = sync_channel::<Vec<Prepared>>(1);
         scope.spawn(move || {
