@@ -138,9 +138,10 @@ pub fn run(
             let start = Instant::now();
             // Upload, forward and download on one thread: candle's `Device::new_cuda` queues
             // each host thread's work on that thread's own default stream, and work queued from
-            // two threads is not ordered (measured on an H100: with the upload on this thread and
-            // the forward on a worker, batches above 8 images read half-copied inputs, AP 0.008).
-            // The download also makes the device finish before post-processing is timed.
+            // two threads is not ordered. With the upload here and the forward on a worker, an
+            // H100 gave wrong detections for batches above 8 images (AP 0.008 at 16, against
+            // 0.540 at 1 to 8): the forward could start before the input was copied. The
+            // download also makes the device finish before post-processing is timed.
             let out = on_worker(|| -> Result<HeadOutput> {
                 let x = Tensor::from_vec(data, (n, 3, h, w), device)?;
                 let out = model.forward_t(&x, false)?;

@@ -22,8 +22,8 @@ pub struct EvalResult {
     pub issues: Vec<Issue>,
 }
 
-/// Runs `model` (eval mode, on `device`) on `samples` through detection's batch pipeline (the one `mixdet
-/// detect` and `mixdet eval` use) and evaluates against the instances file `annotations`.
+/// Runs `model` (eval mode, on `device`) on `samples` through detection's batch pipeline (the one
+/// `mixdet detect` and `mixdet eval` use) and evaluates against the instances file `annotations`.
 /// Detections are kept above `score_thresh` (low, so that the precision-recall curve is complete).
 pub fn evaluate_detector(
     model: &SsdLite,
