@@ -68,16 +68,8 @@ done
 
 step "4. training throughput on the GPU (ssdlite320_mixnet_s_shapes, batch 16, 320x320)"
 "$bin/mixdet" synth --out /tmp/synth --train 400 --val 0 --seed 1 > /dev/null
-cat > /tmp/speed.json <<JSON
-{"detector": "$root/configs/detectors/ssdlite320_mixnet_s_shapes.json",
- "train": {"images": "/tmp/synth/train", "annotations": "/tmp/synth/annotations/instances_train.json"},
- "val": null, "output_dir": "/tmp/speed-run", "batch_size": 16, "epochs": 12, "lr": 0.04, "min_lr": 0.0,
- "warmup_steps": 300, "warmup_factor": 0.001,
- "optimizer": {"kind": "sgd", "momentum": 0.9, "weight_decay": 4e-05},
- "augment": {"photometric": true, "zoom_out": true, "iou_crop": true, "hflip": true},
- "eval_every_epochs": 0, "eval_score_threshold": 0.01, "checkpoint_every_steps": 1000,
- "log_every_steps": 1, "seed": 0, "prefetch_batches": 4}
-JSON
+source coco_tools/speed_config.sh
+speed_config /tmp/synth /tmp/speed-run 4 > /tmp/speed.json
 "$bin/mixdet" train --config /tmp/speed.json --device cuda:0 --max-steps 40 --quiet 2>&1 | tail -n 3
 python3 - /tmp/speed-run/log.jsonl <<'PY'
 import json, statistics, sys

@@ -13,16 +13,8 @@ data=$(realpath "$1"); rounds=$2; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/speed.json" <<JSON
-{"detector": "$root/configs/detectors/ssdlite320_mixnet_s_shapes.json",
- "train": {"images": "$data/train", "annotations": "$data/annotations/instances_train.json"},
- "val": null, "output_dir": "$work/run", "batch_size": 16, "epochs": 12, "lr": 0.04, "min_lr": 0.0,
- "warmup_steps": 300, "warmup_factor": 0.001,
- "optimizer": {"kind": "sgd", "momentum": 0.9, "weight_decay": 4e-05},
- "augment": {"photometric": true, "zoom_out": true, "iou_crop": true, "hflip": true},
- "eval_every_epochs": 0, "eval_score_threshold": 0.01, "checkpoint_every_steps": 1000,
- "log_every_steps": 1, "seed": 0, "prefetch_batches": 2}
-JSON
+source "$root/coco_tools/speed_config.sh"
+speed_config "$data" "$work/run" 2 > "$work/speed.json"
 median_step() {
   python3 -c "
 import json, statistics, sys
