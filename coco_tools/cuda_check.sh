@@ -6,14 +6,16 @@
 #   3. inference latency of mixdet and PyTorch on the same GPU (bench_reference.py --device cuda);
 #   4. training throughput of mixdet and PyTorch on the same GPU, same architecture and batch.
 #
-# usage: coco_tools/cuda_check.sh BIN_DIR OUT_DIR
+# usage: coco_tools/cuda_check.sh BIN_DIR OUT_DIR [--correctness-only]
+#   --correctness-only stops after step 2 (about 30 s instead of about 2 min): the timings of steps
+#   3 and 4 need PyTorch and cost device time a session may want for training.
 #   BIN_DIR holds `mixdet` (built with --features cuda) and `cuda_parity` (the test binary of
 #   `cargo test --release -p mixdet-mixconv --features cuda --test cuda_parity --no-run`).
 # Needs the CUDA driver and cuBLAS/cuRAND 13 (the pip wheels of a cu13 PyTorch are found), and
 # torch, torchvision and timm for the PyTorch columns. Everything is printed; the detection
 # files land in OUT_DIR.
 set -u
-bin=$(realpath "$1"); out=$(realpath "$2")
+bin=$(realpath "$1"); out=$(realpath "$2"); only_correctness=${3:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mkdir -p "$out"
@@ -56,6 +58,8 @@ import json, sys
 a, b = (json.load(open(p))["stats"] for p in sys.argv[1:3])
 print("max |stat diff| cpu vs cuda over the 12 numbers:", max(abs(x - y) for x, y in zip(a, b)))
 PY
+
+if [ "$only_correctness" = --correctness-only ]; then step "done (correctness only)"; exit 0; fi
 
 step "3. inference latency on the GPU: PyTorch vs mixdet"
 for batch in 1 16; do
