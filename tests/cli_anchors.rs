@@ -1,5 +1,6 @@
 //! End-to-end tests of `mixdet anchors` on hand-made annotation files whose answers are known
-//! from the shipped detector's anchor layout.
+//! from the anchor layout of `ssdlite320_mixnet_s_c3_shapes` (the shipped detector's layers and
+//! anchor scales at a 320x320 input).
 
 mod common;
 
@@ -10,7 +11,7 @@ fn run(annotations: &serde_json::Value, extra: &[&str]) -> (std::process::Output
     let path = dir.path().join("instances.json");
     std::fs::write(&path, annotations.to_string()).expect("write annotations");
     let out = common::mixdet()
-        .args(["anchors", "--annotations"])
+        .args(["anchors", "--model", "ssdlite320_mixnet_s_c3_shapes", "--annotations"])
         .arg(&path)
         .args(extra)
         .output()
@@ -24,7 +25,7 @@ fn annotation(id: i64, image_id: i64, bbox: [f64; 4], iscrowd: u8) -> Value {
 
 #[test]
 fn exact_anchor_tiny_box_scaling_and_crowds() {
-    // The last level (1x1) of the shipped detector has a square anchor of 0.88 x the input centred
+    // The last level (1x1) of this detector has a square anchor of 0.88 x the input centred
     // in the frame: [19.2, 19.2, 300.8, 300.8] at 320x320, the same box at twice the size in a
     // 640x640 image after the resize.
     let gt = json!({

@@ -128,6 +128,7 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "ssdlite320_mixnet_l",
     "ssdlite320_mixnet_s_shapes",
     "ssdlite320_mixnet_s_c3_shapes",
+    "ssdlite448_mixnet_s_c3_shapes",
     "ssdlite320_mixnet_s_c3td_shapes",
 ];
 
@@ -145,6 +146,9 @@ fn builtin_json(name: &str) -> Option<&'static str> {
         "ssdlite320_mixnet_s_shapes" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json"),
         "ssdlite320_mixnet_s_c3_shapes" => {
             include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json")
+        }
+        "ssdlite448_mixnet_s_c3_shapes" => {
+            include_str!("../../../configs/detectors/ssdlite448_mixnet_s_c3_shapes.json")
         }
         "ssdlite320_mixnet_s_c3td_shapes" => {
             include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3td_shapes.json")
