@@ -1,14 +1,16 @@
 # The training config of the speed measurements (train_speed.sh on the CPU, cuda_check.sh on a
-# GPU), so that both time the same run: ssdlite320_mixnet_s_shapes, batch 16, SSD augmentation,
-# no evaluation, a log line every step.
+# GPU), so that both time the same run: batch 16, SSD augmentation, no evaluation, a log line
+# every step.
 #
-# usage (sourced): speed_config DATA_DIR RUN_DIR PREFETCH_BATCHES > CONFIG.json
+# usage (sourced): speed_config DATA_DIR RUN_DIR PREFETCH_BATCHES [DETECTOR_JSON] > CONFIG.json
 #   DATA_DIR: a `mixdet synth` set (DATA_DIR/train, DATA_DIR/annotations/instances_train.json)
+#   DETECTOR_JSON: default configs/detectors/ssdlite320_mixnet_s_shapes.json
 speed_config() {
-  local root
+  local root detector
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  detector=$(realpath "${4:-$root/configs/detectors/ssdlite320_mixnet_s_shapes.json}")
   cat <<JSON
-{"detector": "$root/configs/detectors/ssdlite320_mixnet_s_shapes.json",
+{"detector": "$detector",
  "train": {"images": "$1/train", "annotations": "$1/annotations/instances_train.json"},
  "val": null, "output_dir": "$2", "batch_size": 16, "epochs": 12, "lr": 0.04, "min_lr": 0.0,
  "warmup_steps": 300, "warmup_factor": 0.001,

@@ -1,7 +1,8 @@
 """PyTorch training throughput of the same SSDLite architecture as a mixdet detector config:
 torchvision's SSDLite head, extra layers, anchors, matcher and loss on a timm `features_only`
-MixNet trunk (C4 = expansion of the last stride-16 block's successor, as mixdet taps it, is
-approximated by timm's stride-16/32 feature maps), or torchvision's ssdlite320_mobilenet_v3_large.
+MixNet trunk (C4, and C3 when the config has `c3_level`, tapped where mixdet taps them: the
+expansion output of the first block of the last two stride-2 stages, at strides 16 and 8), or torchvision's
+ssdlite320_mobilenet_v3_large.
 Random images and boxes of the detector's input size; `torch.set_num_threads(N)`; SGD momentum;
 prints the median images/s over the timed steps. `--device cuda` trains on the GPU (each timed
 step ends with `torch.cuda.synchronize()`).
@@ -44,20 +45,28 @@ def mixnet_ssdlite(cfg):
             _normal_init(self.extra)
             self.taps = {}
             self.c4_block.bn1.register_forward_hook(lambda m, i, o: self.taps.__setitem__("c4", o))
+            # `c3_level`: mixdet taps C3 the same way one stride-2 stage earlier (blocks[3] in the
+            # MixNet S/M/L layouts), the expansion output of its first block, at stride 8.
+            self.c3_channels = []
+            if cfg.get("c3_level"):
+                c3_block = self.body.blocks[3][0]
+                self.c3_channels = [c3_block.bn1.num_features]
+                c3_block.bn1.register_forward_hook(lambda m, i, o: self.taps.__setitem__("c3", o))
 
         def out_channels(self):
-            return [self.c4_channels, self.body.feature_info.channels()[-1]] + cfg["extra_channels"]
+            return self.c3_channels + [self.c4_channels, self.body.feature_info.channels()[-1]] + cfg["extra_channels"]
 
         def forward(self, x):
             feats = self.body(x)
-            out = [self.taps["c4"], feats[-1]]
+            out = ([self.taps["c3"]] if self.c3_channels else []) + [self.taps["c4"], feats[-1]]
             for e in self.extra:
                 out.append(e(out[-1]))
             return {str(i): t for i, t in enumerate(out)}
 
     trunk = Trunk()
     a = cfg["anchors"]
-    anchor_gen = DefaultBoxGenerator(a["aspect_ratios"], min_ratio=a["min_ratio"], max_ratio=a["max_ratio"])
+    anchor_gen = DefaultBoxGenerator(a["aspect_ratios"], min_ratio=a["min_ratio"], max_ratio=a["max_ratio"],
+                                     scales=a.get("scales"), clip=a.get("clip", True))
     norm = partial(nn.BatchNorm2d, eps=cfg["bn_eps"], momentum=0.03)
     head = SSDLiteHead(trunk.out_channels(), anchor_gen.num_anchors_per_location(), cfg["num_classes"], norm)
     size = tuple(cfg["input_size"])

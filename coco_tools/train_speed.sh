@@ -5,16 +5,18 @@
 # usage: coco_tools/train_speed.sh DATA_DIR ROUNDS MIXDET_BIN [MIXDET_BIN...]
 #   DATA_DIR: a `mixdet synth` set (DATA_DIR/train, DATA_DIR/annotations/instances_train.json)
 # Each mixdet entry is the median model-step images/s over 8 steps, the first two dropped;
-# PyTorch's is train_reference.py's median over 6 steps after 2 warm-up steps. 2 threads, batch 16,
-# ssdlite320_mixnet_s_shapes at 320x320. Run with the venv of coco_tools/README.md active and
-# nothing else running.
+# PyTorch's is train_reference.py's median over 6 steps after 2 warm-up steps. 2 threads, batch 16.
+# The detector is $DETECTOR (a config file; default configs/detectors/ssdlite320_mixnet_s_shapes.json,
+# the architecture of the README's first training table), at its config's input size. Run with the
+# venv of coco_tools/README.md active and nothing else running.
 set -euo pipefail
 data=$(realpath "$1"); rounds=$2; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+detector=$(realpath "${DETECTOR:-$root/configs/detectors/ssdlite320_mixnet_s_shapes.json}")
 source "$root/coco_tools/speed_config.sh"
-speed_config "$data" "$work/run" 2 > "$work/speed.json"
+speed_config "$data" "$work/run" 2 "$detector" > "$work/speed.json"
 median_step() {
   python3 -c "
 import json, statistics, sys
@@ -28,7 +30,7 @@ for r in $(seq "$rounds"); do
     "$bin" train --config "$work/speed.json" --max-steps 8 --threads 2 > /dev/null 2>&1
     line="$line $(basename "$bin") $(median_step) images/s,"
   done
-  torch=$(python3 "$root/coco_tools/train_reference.py" --detector "$root/configs/detectors/ssdlite320_mixnet_s_shapes.json" \
+  torch=$(python3 "$root/coco_tools/train_reference.py" --detector "$detector" \
     --batch 16 --steps 6 --warmup 2 --threads 2 2>/dev/null | tail -1 |
     python3 -c "import json, sys; print(round(json.load(sys.stdin)['median_images_per_s'], 2))")
   echo "$line PyTorch $torch images/s"
