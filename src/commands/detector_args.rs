@@ -11,7 +11,7 @@ use crate::shipped;
 /// Which detector to build and where its weights come from.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DetectorArgs {
-    /// Built-in detector name (ssdlite448_mixnet_s_c3_shapes, ssdlite320_mobilenet_v3_large, ...) or
+    /// Built-in detector name (ssdlite512_mixnet_s_c3_shapes, ssdlite320_mobilenet_v3_large, ...) or
     /// a config .json. The default is the shipped shapes detector, whose weights are built in.
     #[arg(long, default_value = shipped::DEFAULT_DETECTOR)]
     pub model: String,

@@ -119,42 +119,41 @@ pub enum ConfigError {
     Unknown(String),
 }
 
-/// Names of the detectors whose configs are compiled in.
-pub const BUILTIN_NAMES: &[&str] = &[
-    "ssdlite320_mobilenet_v3_large",
-    "ssdlite320_mobilenet_v3_large_mixconv",
-    "ssdlite320_mixnet_s",
-    "ssdlite320_mixnet_m",
-    "ssdlite320_mixnet_l",
-    "ssdlite320_mixnet_s_shapes",
-    "ssdlite320_mixnet_s_c3_shapes",
-    "ssdlite448_mixnet_s_c3_shapes",
-    "ssdlite320_mixnet_s_c3td_shapes",
+/// The compiled-in detector configs: one table, from which [`BUILTIN_NAMES`] is derived.
+const BUILTINS: [(&str, &str); 10] = [
+    ("ssdlite320_mobilenet_v3_large", include_str!("../../../configs/detectors/ssdlite320_mobilenet_v3_large.json")),
+    (
+        "ssdlite320_mobilenet_v3_large_mixconv",
+        include_str!("../../../configs/detectors/ssdlite320_mobilenet_v3_large_mixconv.json"),
+    ),
+    ("ssdlite320_mixnet_s", include_str!("../../../configs/detectors/ssdlite320_mixnet_s.json")),
+    ("ssdlite320_mixnet_m", include_str!("../../../configs/detectors/ssdlite320_mixnet_m.json")),
+    ("ssdlite320_mixnet_l", include_str!("../../../configs/detectors/ssdlite320_mixnet_l.json")),
+    ("ssdlite320_mixnet_s_shapes", include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json")),
+    ("ssdlite320_mixnet_s_c3_shapes", include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json")),
+    ("ssdlite448_mixnet_s_c3_shapes", include_str!("../../../configs/detectors/ssdlite448_mixnet_s_c3_shapes.json")),
+    ("ssdlite512_mixnet_s_c3_shapes", include_str!("../../../configs/detectors/ssdlite512_mixnet_s_c3_shapes.json")),
+    (
+        "ssdlite320_mixnet_s_c3td_shapes",
+        include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3td_shapes.json"),
+    ),
 ];
 
+/// Names of the detectors whose configs are compiled in.
+pub const BUILTIN_NAMES: &[&str] = &builtin_names();
+
+const fn builtin_names() -> [&'static str; BUILTINS.len()] {
+    let mut names = [""; BUILTINS.len()];
+    let mut i = 0;
+    while i < BUILTINS.len() {
+        names[i] = BUILTINS[i].0;
+        i += 1;
+    }
+    names
+}
+
 fn builtin_json(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "ssdlite320_mobilenet_v3_large" => {
-            include_str!("../../../configs/detectors/ssdlite320_mobilenet_v3_large.json")
-        }
-        "ssdlite320_mobilenet_v3_large_mixconv" => {
-            include_str!("../../../configs/detectors/ssdlite320_mobilenet_v3_large_mixconv.json")
-        }
-        "ssdlite320_mixnet_s" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s.json"),
-        "ssdlite320_mixnet_m" => include_str!("../../../configs/detectors/ssdlite320_mixnet_m.json"),
-        "ssdlite320_mixnet_l" => include_str!("../../../configs/detectors/ssdlite320_mixnet_l.json"),
-        "ssdlite320_mixnet_s_shapes" => include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json"),
-        "ssdlite320_mixnet_s_c3_shapes" => {
-            include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json")
-        }
-        "ssdlite448_mixnet_s_c3_shapes" => {
-            include_str!("../../../configs/detectors/ssdlite448_mixnet_s_c3_shapes.json")
-        }
-        "ssdlite320_mixnet_s_c3td_shapes" => {
-            include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3td_shapes.json")
-        }
-        _ => return None,
-    })
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, json)| *json)
 }
 
 impl DetectorConfig {
