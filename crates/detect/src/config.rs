@@ -119,24 +119,25 @@ pub enum ConfigError {
     Unknown(String),
 }
 
+/// A built-in config: its name and `configs/detectors/<name>.json`, compiled in.
+macro_rules! builtin {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../../../configs/detectors/", $name, ".json")))
+    };
+}
+
 /// The compiled-in detector configs: one table, from which [`BUILTIN_NAMES`] is derived.
 const BUILTINS: [(&str, &str); 10] = [
-    ("ssdlite320_mobilenet_v3_large", include_str!("../../../configs/detectors/ssdlite320_mobilenet_v3_large.json")),
-    (
-        "ssdlite320_mobilenet_v3_large_mixconv",
-        include_str!("../../../configs/detectors/ssdlite320_mobilenet_v3_large_mixconv.json"),
-    ),
-    ("ssdlite320_mixnet_s", include_str!("../../../configs/detectors/ssdlite320_mixnet_s.json")),
-    ("ssdlite320_mixnet_m", include_str!("../../../configs/detectors/ssdlite320_mixnet_m.json")),
-    ("ssdlite320_mixnet_l", include_str!("../../../configs/detectors/ssdlite320_mixnet_l.json")),
-    ("ssdlite320_mixnet_s_shapes", include_str!("../../../configs/detectors/ssdlite320_mixnet_s_shapes.json")),
-    ("ssdlite320_mixnet_s_c3_shapes", include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json")),
-    ("ssdlite448_mixnet_s_c3_shapes", include_str!("../../../configs/detectors/ssdlite448_mixnet_s_c3_shapes.json")),
-    ("ssdlite512_mixnet_s_c3_shapes", include_str!("../../../configs/detectors/ssdlite512_mixnet_s_c3_shapes.json")),
-    (
-        "ssdlite320_mixnet_s_c3td_shapes",
-        include_str!("../../../configs/detectors/ssdlite320_mixnet_s_c3td_shapes.json"),
-    ),
+    builtin!("ssdlite320_mobilenet_v3_large"),
+    builtin!("ssdlite320_mobilenet_v3_large_mixconv"),
+    builtin!("ssdlite320_mixnet_s"),
+    builtin!("ssdlite320_mixnet_m"),
+    builtin!("ssdlite320_mixnet_l"),
+    builtin!("ssdlite320_mixnet_s_shapes"),
+    builtin!("ssdlite320_mixnet_s_c3_shapes"),
+    builtin!("ssdlite448_mixnet_s_c3_shapes"),
+    builtin!("ssdlite512_mixnet_s_c3_shapes"),
+    builtin!("ssdlite320_mixnet_s_c3td_shapes"),
 ];
 
 /// Names of the detectors whose configs are compiled in.
