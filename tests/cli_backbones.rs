@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::mixdet;
+use common::{mixdet, root};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -158,6 +158,29 @@ fn models_lists_every_model_with_parameter_counts_and_macs() {
     let d = lines.iter().find(|l| l["detector"] == "ssdlite320_mobilenet_v3_large").expect("detector listed");
     assert_eq!((d["params"].as_u64(), d["macs"].as_u64()), (Some(3_440_060), Some(583_171_904)));
     assert_eq!(s["features"].as_array().expect("features").len(), 5);
+
+    // A built-in's own file is not listed twice; an edited copy is listed besides it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let edited = dir.path().join("edited.json");
+    let builtin = root().join("configs/detectors/ssdlite512_mixnet_s_c3_shapes.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&builtin).expect("config")).expect("json");
+    cfg["input_size"] = serde_json::json!([384, 384]);
+    std::fs::write(&edited, cfg.to_string()).expect("write");
+    let out = mixdet()
+        .args(["models", "--json", "--detector"])
+        .arg(&builtin)
+        .arg("--detector")
+        .arg(&edited)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|l| l["detector"] == "ssdlite512_mixnet_s_c3_shapes")
+        .collect();
+    let inputs: Vec<&serde_json::Value> = listed.iter().map(|l| &l["input"]).collect();
+    assert_eq!(inputs, [&serde_json::json!([512, 512]), &serde_json::json!([384, 384])]);
 }
 
 #[test]

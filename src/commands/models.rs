@@ -54,8 +54,12 @@ pub fn run(args: ModelsArgs) -> Result<ExitCode> {
         println!("\n{:<40} {:>12} {:>8}  input", "detector", "params", "MMACs");
     }
     let extra = args.detector.iter().map(String::as_str);
-    for name in BUILTIN_NAMES.iter().copied().chain(extra) {
+    for (i, name) in BUILTIN_NAMES.iter().copied().chain(extra).enumerate() {
         let cfg = DetectorConfig::resolve(name)?;
+        // A `--detector` that is a built-in (by name, or a copy of its file) is already listed.
+        if i >= BUILTIN_NAMES.len() && DetectorConfig::resolve(&cfg.name).is_ok_and(|builtin| builtin == cfg) {
+            continue;
+        }
         let name = cfg.name.as_str();
         let s = SsdLite::summary(&cfg)?;
         let [h, w] = cfg.input_size;
