@@ -34,20 +34,28 @@ def bucket(a):
     return 'vis<0.25' if v < 0.25 else 'vis<0.5' if v < 0.5 else 'vis<0.75' if v < 0.75 else 'vis>=0.75'
 def sz(a):
     return 'small' if a['area'] < 1024 else 'medium' if a['area'] < 9216 else 'large'
-tab = collections.defaultdict(lambda: [0, 0, 0, 0])  # n, localized(any class, score>=.3), top correct, found correct class score>=.3
-for a in anns:
+def matches(a):
+    """Detections with score >= 0.3 at IoU >= 0.5 with `a`, any class, and the top-scoring one."""
     ds = [d for d in by_img[a['image_id']] if d['score'] >= 0.3 and iou(d['bbox'], a['bbox']) >= 0.5]
+    return ds, max(ds, key=lambda d: d['score']) if ds else None
+def tally(t, a, ds, top):
+    # t = [objects, localized (any class), top detection of the right class, any of the right class]
+    t[0] += 1
+    if top:
+        t[1] += 1
+        t[2] += top['category_id'] == a['category_id']
+        t[3] += any(d['category_id'] == a['category_id'] for d in ds)
+def row(k, t):
+    n, l, r, c = t
+    print('%-22s %6d %6.3f %9.3f %9.3f %9.3f' % (k, n, n / len(anns), l / n, r / n, c / n))
+tab = collections.defaultdict(lambda: [0, 0, 0, 0])
+for a in anns:
+    ds, top = matches(a)
     for key in (bucket(a), sz(a) + ' ' + bucket(a), 'all'):
-        t = tab[key]; t[0] += 1
-        if ds:
-            t[1] += 1
-            top = max(ds, key=lambda d: d['score'])
-            t[2] += top['category_id'] == a['category_id']
-            t[3] += any(d['category_id'] == a['category_id'] for d in ds)
+        tally(tab[key], a, ds, top)
 print('%-22s %6s %6s %9s %9s %9s' % ('bin', 'n', 'share', 'localized', 'top-ok', 'any-ok'))
 for k in sorted(tab):
-    n, l, t, c = tab[k]
-    print('%-22s %6d %6.3f %9.3f %9.3f %9.3f' % (k, n, n / len(anns), l / n, t / n, c / n))
+    row(k, tab[k])
 for thr in (0.25, 0.5):
     g2 = dict(gt); g2['annotations'] = [dict(a, iscrowd=1 if a['vis'] < thr else 0) for a in anns]
     for a in g2['annotations']:
@@ -60,14 +68,10 @@ for a in anns:
     if a['vis'] < 0.75: continue
     s = a['area'] ** 0.5
     k = 'side<8' if s < 8 else 'side<12' if s < 12 else 'side<16' if s < 16 else 'side<24' if s < 24 else 'side<32' if s < 32 else 'side>=32'
-    ds = [d for d in by_img[a['image_id']] if d['score'] >= 0.3 and iou(d['bbox'], a['bbox']) >= 0.5]
-    t = tab[k]; t[0] += 1
-    if ds:
-        t[1] += 1; top = max(ds, key=lambda d: d['score'])
-        t[2] += top['category_id'] == a['category_id']; t[3] += any(d['category_id'] == a['category_id'] for d in ds)
-        if s < 16 and top['category_id'] != a['category_id']: conf[(a['category_id'], top['category_id'])] += 1
+    ds, top = matches(a)
+    tally(tab[k], a, ds, top)
+    if top and s < 16 and top['category_id'] != a['category_id']: conf[(a['category_id'], top['category_id'])] += 1
 for k in sorted(tab, key=lambda k: (len(k), k)):
-    n, l, t, c = tab[k]
-    print('%-22s %6d %6.3f %9.3f %9.3f %9.3f' % (k, n, n / len(anns), l / n, t / n, c / n))
+    row(k, tab[k])
 names = {c['id']: c['name'] for c in gt['categories']}
 print([(names[a], names[b], n) for (a, b), n in conf.most_common(10)])
