@@ -153,8 +153,7 @@ fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Resu
         return Ok((
             Box::new(move || {
                 let (iw, ih) = img.dimensions();
-                let planar = mixdet_detect::PlanarImage::from_rgb8(img.as_raw(), iw as usize, ih as usize);
-                let x = Tensor::from_vec(model.preprocess_image(planar), (1, 3, h, w), &dev)?;
+                let x = Tensor::from_vec(model.preprocess_rgb(&img), (1, 3, h, w), &dev)?;
                 let out = model.forward_t(&x, false)?;
                 for mut d in model.postprocess(&out, &post)? {
                     d.rescale(model.config().input_size, [ih as usize, iw as usize]);

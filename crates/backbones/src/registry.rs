@@ -60,6 +60,7 @@ pub const MODEL_NAMES: &[&str] = &[
     "tf_mixnet_l",
     "mobilenetv2_100",
     "mobilenetv2_100_mixconv",
+    "tf_mobilenetv2_100",
     "mobilenet_v3_large",
     "mobilenet_v3_large_mixconv",
 ];
@@ -172,6 +173,20 @@ impl ModelSpec {
                 padding: PaddingMode::Symmetric,
                 dw_kernel_override: if name.ends_with("_mixconv") { mix_default() } else { mixconv_kernels.clone() },
             }),
+            // TF-slim's MobileNetV2 as the TF Object Detection API builds it: the same blocks, with
+            // TF "SAME" padding and BatchNorm epsilon 1e-3.
+            "tf_mobilenetv2_100" => Architecture::EfficientNet(EfficientNetConfig {
+                arch: strings(MOBILENETV2),
+                stem_size: 32,
+                num_features: 1280,
+                channel_multiplier: 1.0,
+                depth_multiplier: 1.0,
+                depth_trunc: DepthTrunc::Ceil,
+                act: Activation::Relu6,
+                bn_eps: 1e-3,
+                padding: PaddingMode::TfSame,
+                dw_kernel_override: mixconv_kernels.clone(),
+            }),
             "mobilenet_v3_large" | "mobilenet_v3_large_mixconv" => Architecture::MobileNetV3Large(MobileNetV3Config {
                 reduced_tail: false,
                 mixconv_kernels: if name.ends_with("_mixconv") { mix_default() } else { mixconv_kernels.clone() },
@@ -183,6 +198,10 @@ impl ModelSpec {
         }
         let pretrained = match &architecture {
             Architecture::MobileNetV3Large(_) => PretrainedConfig { interpolation: Interpolation::Bilinear, ..timm },
+            // TF-slim's inception preprocessing: bilinear, pixels mapped to [-1, 1].
+            Architecture::EfficientNet(_) if name.starts_with("tf_mobilenet") => {
+                PretrainedConfig { interpolation: Interpolation::Bilinear, mean: [0.5; 3], std: [0.5; 3], ..timm }
+            }
             Architecture::EfficientNet(_) => timm,
         };
         Ok(Self { name: name.to_string(), architecture, pretrained })
@@ -280,7 +299,8 @@ impl ModelSpec {
 /// Whether a state-dict key is a learnable parameter (PyTorch's `parameters()`), not a
 /// BatchNorm running statistic.
 pub fn is_parameter(key: &str) -> bool {
-    !key.ends_with("running_mean") && !key.ends_with("running_var")
+    // PyTorch names, then TensorFlow's (`.../BatchNorm/moving_mean`).
+    !["running_mean", "running_var", "moving_mean", "moving_variance"].iter().any(|s| key.ends_with(s))
 }
 
 /// Size and feature maps of a model.

@@ -1,7 +1,16 @@
 //! Default boxes as torchvision's `DefaultBoxGenerator` makes them (SSD paper, p. 6), computed in
 //! f32 in the same order so that anchors match torchvision's to float rounding.
 
-use crate::config::AnchorConfig;
+use crate::config::{AnchorConfig, AnchorGenerator};
+
+/// Anchors in absolute `[x1, y1, x2, y2]` pixels of an `image_size = [height, width]` input for
+/// the given feature grids, from whichever generator the detector uses.
+pub fn generate(generator: &AnchorGenerator, grid_sizes: &[[usize; 2]], image_size: [usize; 2]) -> Vec<[f32; 4]> {
+    match generator {
+        AnchorGenerator::SsdDefaultBoxes(cfg) => default_boxes(cfg, grid_sizes, image_size),
+        AnchorGenerator::TfMultipleGrid(cfg) => crate::tf_od_api::anchors::generate(cfg, grid_sizes, image_size),
+    }
+}
 
 /// Per-level (w, h) pairs relative to the input size, before clipping.
 pub fn wh_pairs(cfg: &AnchorConfig) -> Vec<Vec<(f32, f32)>> {
@@ -33,9 +42,10 @@ pub fn wh_pairs(cfg: &AnchorConfig) -> Vec<Vec<(f32, f32)>> {
         .collect()
 }
 
-/// Anchors in absolute `[x1, y1, x2, y2]` pixels of an `image_size = [height, width]` input, for
-/// feature maps of the given `[height, width]` sizes. Order: level, then row, column, box.
-pub fn generate(cfg: &AnchorConfig, grid_sizes: &[[usize; 2]], image_size: [usize; 2]) -> Vec<[f32; 4]> {
+/// torchvision's default boxes in absolute `[x1, y1, x2, y2]` pixels of an `image_size =
+/// [height, width]` input, for feature maps of the given `[height, width]` sizes. Order: level,
+/// then row, column, box.
+pub fn default_boxes(cfg: &AnchorConfig, grid_sizes: &[[usize; 2]], image_size: [usize; 2]) -> Vec<[f32; 4]> {
     let pairs = wh_pairs(cfg);
     let (img_h, img_w) = (image_size[0] as f32, image_size[1] as f32);
     let mut out = Vec::new();
@@ -84,7 +94,7 @@ mod tests {
     #[test]
     fn ssdlite320_anchor_count_and_corners() {
         let grids = [[20, 20], [10, 10], [5, 5], [3, 3], [2, 2], [1, 1]];
-        let a = generate(&ssdlite(), &grids, [320, 320]);
+        let a = default_boxes(&ssdlite(), &grids, [320, 320]);
         assert_eq!(a.len(), 3234);
         // torchvision: first box [-24, -24, 40, 40], last [72.2428, 0, 247.7572, 320].
         assert_eq!(a[0], [-24.0, -24.0, 40.0, 40.0]);

@@ -11,7 +11,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::image_file::{load_rgb, ImageFileError};
-use crate::{Detections, HeadOutput, PlanarImage, PostprocessConfig, SsdLite};
+use crate::{Detections, HeadOutput, PostprocessConfig, SsdLite};
 
 /// What happened to one input file.
 pub struct ImageOutcome {
@@ -97,14 +97,10 @@ pub fn run(
                     .enumerate()
                     .map(|(i, path)| {
                         let start = Instant::now();
-                        let input = load_rgb(path).map(|img| {
-                            let (iw, ih) = img.dimensions();
-                            let planar = PlanarImage::from_rgb8(img.as_raw(), iw as usize, ih as usize);
-                            Input {
-                                values: model.preprocess_image(planar),
-                                size: (iw, ih),
-                                image: keep_images.then_some(img),
-                            }
+                        let input = load_rgb(path).map(|img| Input {
+                            values: model.preprocess_rgb(&img),
+                            size: img.dimensions(),
+                            image: keep_images.then_some(img),
                         });
                         Prepared { index: b * batch + i, path: path.clone(), input, ms: elapsed_ms(start) }
                     })

@@ -2,7 +2,28 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The reference implementation a detector reproduces: it fixes what the config's numbers do not
+/// (the resize, the padding of the extra layers, the weight names, the box code, the score
+/// function and the NMS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// torchvision's SSDLite: normalise then resize (`F.interpolate`, half-pixel centres),
+    /// symmetric padding, torchvision state-dict names, `(dx, dy, dw, dh)` codes, softmax scores,
+    /// class-aware NMS over per-class top-k candidates. C5 is the backbone's last block (MixNet)
+    /// or torchvision's feature split (MobileNetV3).
+    #[default]
+    Torchvision,
+    /// The TensorFlow Object Detection API's SSD meta-architecture as its frozen graphs compute it:
+    /// TF1 `ResizeBilinear` (legacy pixel centres) on 0..255 values then `(x - mean) / std`,
+    /// TF "SAME" padding, TF variable names (`FeatureExtractor/MobilenetV2/...`, `BoxPredictor_i/...`),
+    /// `(ty, tx, th, tw)` codes decoded in normalised coordinates, sigmoid scores with the
+    /// background column dropped, per-class NMS (`NonMaxSuppressionV3`), then sorting, clipping to
+    /// the image and `detections_per_img`. C5 is the backbone's 1x1 head conv (`Conv_1`, layer 19).
+    TfOdApi,
+}
 
 /// Anchor generator settings (torchvision's `DefaultBoxGenerator`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +49,89 @@ fn yes() -> bool {
     true
 }
 
+fn is_torchvision(f: &Family) -> bool {
+    *f == Family::Torchvision
+}
+
+/// The TF Object Detection API's `ssd_anchor_generator` (`create_ssd_anchors` feeding a
+/// `MultipleGridAnchorGenerator`): normalised anchors, scales linear from `min_scale` to
+/// `max_scale` over the levels (then 1.0), every aspect ratio at the level's scale plus one box
+/// at the geometric mean of this level's and the next level's scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TfAnchorConfig {
+    /// Scale of the first level, relative to the shorter image side.
+    pub min_scale: f64,
+    /// Scale of the last level.
+    pub max_scale: f64,
+    /// Aspect ratios (width / height) of every level, in the order the head's anchors use them.
+    /// Kept as written in the TF config (e.g. `0.3333`, not 1/3): the trained weights expect it.
+    pub aspect_ratios: Vec<f64>,
+    /// Aspect ratio of the extra box between two levels' scales; 0 for none.
+    #[serde(default = "one")]
+    pub interpolated_scale_aspect_ratio: f64,
+    /// The first level has only three boxes: (0.1, 1.0), (min_scale, 2.0), (min_scale, 0.5).
+    #[serde(default = "yes")]
+    pub reduce_boxes_in_lowest_layer: bool,
+    /// Height and width of a scale-1 anchor, relative to the shorter image side.
+    #[serde(default = "unit_size")]
+    pub base_anchor_size: [f64; 2],
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn unit_size() -> [f64; 2] {
+    [1.0, 1.0]
+}
+
+/// Which anchor generator a detector uses. In JSON, the `anchors` object's `generator` field
+/// names it: `"ssd_default_boxes"` (the default when absent) or `"tf_multiple_grid"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "generator", rename_all = "snake_case")]
+pub enum AnchorGenerator {
+    /// torchvision's `DefaultBoxGenerator`.
+    SsdDefaultBoxes(AnchorConfig),
+    /// The TF Object Detection API's SSD anchors.
+    TfMultipleGrid(TfAnchorConfig),
+}
+
+impl<'de> Deserialize<'de> for AnchorGenerator {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        let generator = match value.as_object_mut().map(|o| o.remove("generator")) {
+            Some(Some(serde_json::Value::String(g))) => g,
+            Some(None) => "ssd_default_boxes".to_string(),
+            Some(Some(other)) => {
+                return Err(D::Error::custom(format!("anchors.generator must be a string, not {other}")))
+            }
+            None => return Err(D::Error::custom("anchors must be an object")),
+        };
+        match generator.as_str() {
+            "ssd_default_boxes" => {
+                AnchorConfig::deserialize(value).map(Self::SsdDefaultBoxes).map_err(D::Error::custom)
+            }
+            "tf_multiple_grid" => {
+                TfAnchorConfig::deserialize(value).map(Self::TfMultipleGrid).map_err(D::Error::custom)
+            }
+            other => Err(D::Error::custom(format!(
+                "unknown anchors.generator {other:?} (expected \"ssd_default_boxes\" or \"tf_multiple_grid\")"
+            ))),
+        }
+    }
+}
+
+impl AnchorGenerator {
+    /// Number of pyramid levels the generator is set up for (`None`: any number, as TF's).
+    fn levels(&self) -> Option<usize> {
+        match self {
+            Self::SsdDefaultBoxes(a) => Some(a.aspect_ratios.len()),
+            Self::TfMultipleGrid(_) => None,
+        }
+    }
+}
+
 /// Post-processing thresholds (torchvision's SSD `postprocess_detections`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PostprocessConfig {
@@ -37,7 +141,8 @@ pub struct PostprocessConfig {
     pub nms_thresh: f32,
     /// Detections kept per image after NMS.
     pub detections_per_img: usize,
-    /// Candidates kept per class before NMS.
+    /// Candidates kept per class before NMS (torchvision); for the TF family, the most boxes
+    /// NMS keeps per class (`max_detections_per_class`).
     pub topk_candidates: usize,
 }
 
@@ -49,6 +154,9 @@ pub struct DetectorConfig {
     /// One-line description.
     #[serde(default)]
     pub description: String,
+    /// The reference whose computations the detector reproduces.
+    #[serde(default, skip_serializing_if = "is_torchvision")]
+    pub family: Family,
     /// Backbone model name (`mixdet models`).
     pub backbone: String,
     /// Replace the backbone's depthwise convs by MixConv with these kernels (MobileNets only).
@@ -82,7 +190,7 @@ pub struct DetectorConfig {
     /// Per-channel standard deviation.
     pub image_std: [f32; 3],
     /// Anchors.
-    pub anchors: AnchorConfig,
+    pub anchors: AnchorGenerator,
     /// Post-processing.
     pub postprocess: PostprocessConfig,
 }
@@ -127,7 +235,10 @@ macro_rules! builtin {
 }
 
 /// The compiled-in detector configs: one table, from which [`BUILTIN_NAMES`] is derived.
-const BUILTINS: [(&str, &str); 10] = [
+const BUILTINS: [(&str, &str); 13] = [
+    builtin!("ssdlite300_mobilenet_v2_person"),
+    builtin!("ssdlite300_mobilenet_v2_mixconv357_person"),
+    builtin!("ssdlite300_mobilenet_v2_coco"),
     builtin!("ssdlite320_mobilenet_v3_large"),
     builtin!("ssdlite320_mobilenet_v3_large_mixconv"),
     builtin!("ssdlite320_mixnet_s"),
@@ -191,7 +302,21 @@ impl DetectorConfig {
 
     /// Anchors per location at each level.
     pub fn anchors_per_location(&self) -> Vec<usize> {
-        self.anchors.aspect_ratios.iter().map(|r| 2 + 2 * r.len()).collect()
+        match &self.anchors {
+            AnchorGenerator::SsdDefaultBoxes(a) => a.aspect_ratios.iter().map(|r| 2 + 2 * r.len()).collect(),
+            AnchorGenerator::TfMultipleGrid(a) => {
+                let interpolated = usize::from(a.interpolated_scale_aspect_ratio > 0.0);
+                (0..self.num_levels())
+                    .map(|l| {
+                        if l == 0 && a.reduce_boxes_in_lowest_layer {
+                            3
+                        } else {
+                            a.aspect_ratios.len() + interpolated
+                        }
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Checks that the values fit together.
@@ -203,36 +328,67 @@ impl DetectorConfig {
         if self.num_classes < 2 {
             return bad("at least one class besides the background is needed".into());
         }
-        if self.anchors.aspect_ratios.len() != self.num_levels() {
+        if let Some(levels) = self.anchors.levels().filter(|&l| l != self.num_levels()) {
             return bad(format!(
-                "{} anchor aspect-ratio lists for {} feature levels ({}C4, C5 and {} extra layers)",
-                self.anchors.aspect_ratios.len(),
+                "{levels} anchor aspect-ratio lists for {} feature levels ({}C4, C5 and {} extra layers)",
                 self.num_levels(),
                 if self.c3_level { "C3, " } else { "" },
                 self.extra_channels.len()
             ));
         }
+        match &self.anchors {
+            AnchorGenerator::SsdDefaultBoxes(a) => {
+                if a.aspect_ratios.iter().flatten().any(|&r| !(r.is_finite() && r > 0.0)) {
+                    return bad("aspect ratios must be positive".into());
+                }
+                if let Some(s) = &a.scales {
+                    if s.len() != self.num_levels() + 1 {
+                        return bad(format!(
+                            "{} anchor scales, expected {} (levels + 1)",
+                            s.len(),
+                            self.num_levels() + 1
+                        ));
+                    }
+                }
+                if let Some(s) = &a.steps {
+                    if s.len() != self.num_levels() || s.contains(&0) {
+                        return bad(format!("anchor steps must be {} positive values", self.num_levels()));
+                    }
+                }
+                if a.min_ratio.is_nan() || a.min_ratio <= 0.0 || a.min_ratio > a.max_ratio {
+                    return bad("anchors need 0 < min_ratio <= max_ratio".into());
+                }
+            }
+            AnchorGenerator::TfMultipleGrid(a) => {
+                let positive = |v: f64| v.is_finite() && v > 0.0;
+                if a.aspect_ratios.is_empty() || !a.aspect_ratios.iter().all(|&r| positive(r)) {
+                    return bad("anchors.aspect_ratios must be positive values".into());
+                }
+                if !(positive(a.min_scale) && a.min_scale <= a.max_scale && a.max_scale.is_finite()) {
+                    return bad("anchors need 0 < min_scale <= max_scale".into());
+                }
+                if !a.base_anchor_size.iter().all(|&v| positive(v)) || !(a.interpolated_scale_aspect_ratio >= 0.0) {
+                    return bad(
+                        "anchors need a positive base_anchor_size and interpolated_scale_aspect_ratio >= 0".into()
+                    );
+                }
+                if self.family != Family::TfOdApi {
+                    return bad(
+                        "tf_multiple_grid anchors need \"family\": \"tf_od_api\" (normalised TF box codes)".into()
+                    );
+                }
+            }
+        }
+        if self.family == Family::TfOdApi && (self.c3_level || self.top_down) {
+            return bad("the tf_od_api family has no C3 level or top-down merge".into());
+        }
+        if self.family == Family::TfOdApi && !matches!(self.anchors, AnchorGenerator::TfMultipleGrid(_)) {
+            return bad(
+                "the tf_od_api family decodes TF's normalised anchors: use \"generator\": \"tf_multiple_grid\"".into(),
+            );
+        }
         if self.top_down && !self.c3_level {
             return bad("top_down merges C4 into C3 and needs c3_level".into());
-        }
-        if self.anchors.aspect_ratios.iter().flatten().any(|&a| !(a.is_finite() && a > 0.0)) {
-            return bad("aspect ratios must be positive".into());
-        }
-        if let Some(s) = &self.anchors.scales {
-            if s.len() != self.num_levels() + 1 {
-                return bad(format!("{} anchor scales, expected {} (levels + 1)", s.len(), self.num_levels() + 1));
-            }
-        }
-        if let Some(s) = &self.anchors.steps {
-            if s.len() != self.num_levels() || s.contains(&0) {
-                return bad(format!("anchor steps must be {} positive values", self.num_levels()));
-            }
-        }
-        if self.anchors.min_ratio.is_nan()
-            || self.anchors.min_ratio <= 0.0
-            || self.anchors.min_ratio > self.anchors.max_ratio
-        {
-            return bad("anchors need 0 < min_ratio <= max_ratio".into());
         }
         if self.input_size.contains(&0) || self.extra_channels.iter().any(|&c| c < 2) {
             return bad("input size and extra channels must be positive".into());
@@ -257,7 +413,12 @@ mod tests {
         for name in BUILTIN_NAMES {
             let cfg = DetectorConfig::resolve(name).expect("valid built-in");
             assert_eq!(&cfg.name, name);
-            assert_eq!(cfg.anchors_per_location(), vec![6; cfg.num_levels()]);
+            let per_location = match cfg.family {
+                // TF's reduced lowest layer: 3 boxes, then 5 ratios + 1 interpolated scale.
+                Family::TfOdApi => [vec![3], vec![6; cfg.num_levels() - 1]].concat(),
+                Family::Torchvision => vec![6; cfg.num_levels()],
+            };
+            assert_eq!(cfg.anchors_per_location(), per_location, "{name}");
         }
     }
 
@@ -279,5 +440,28 @@ mod tests {
         let err = DetectorConfig::from_json("{\"name\": 3}", "y.json").expect_err("bad json");
         assert!(err.to_string().starts_with("y.json: invalid detector config"), "{err}");
         assert!(matches!(DetectorConfig::resolve("nope"), Err(ConfigError::Unknown(_))));
+    }
+
+    #[test]
+    fn anchor_generators_are_chosen_by_name_and_checked() {
+        let json = include_str!("../../../configs/detectors/ssdlite300_mobilenet_v2_person.json");
+        let cfg = DetectorConfig::from_json(json, "person.json").expect("valid");
+        assert!(matches!(cfg.anchors, AnchorGenerator::TfMultipleGrid(_)) && cfg.family == Family::TfOdApi);
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("json");
+        v["anchors"]["generator"] = "grid".into();
+        let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("unknown generator");
+        assert!(err.to_string().contains("unknown anchors.generator \"grid\""), "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("json");
+        v["family"] = "torchvision".into();
+        let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("TF anchors need the TF family");
+        assert!(err.to_string().contains("tf_multiple_grid anchors need"), "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("json");
+        v["anchors"]["min_scale"] = (-1.0).into();
+        let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("negative scale");
+        assert!(err.to_string().contains("0 < min_scale <= max_scale"), "{err}");
+        // A round trip through JSON keeps the generator.
+        let back =
+            DetectorConfig::from_json(&serde_json::to_string(&cfg).expect("serialise"), "y.json").expect("valid");
+        assert_eq!(back, cfg);
     }
 }

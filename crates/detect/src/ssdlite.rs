@@ -16,18 +16,11 @@ use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
 use mixdet_mixconv::PaddingMode;
 
 use crate::anchors;
-use crate::config::DetectorConfig;
+use crate::config::{DetectorConfig, Family};
+use crate::tf_od_api::names::TfNames;
 
-fn spec(in_chs: usize, out_chs: usize, k: usize, stride: usize, depthwise: bool) -> ConvSpec {
-    ConvSpec {
-        in_chs,
-        out_chs,
-        kernel: KernelSpec::Single(k),
-        stride,
-        dilation: 1,
-        depthwise,
-        padding: PaddingMode::Symmetric,
-    }
+fn spec(in_chs: usize, out_chs: usize, k: usize, stride: usize, depthwise: bool, padding: PaddingMode) -> ConvSpec {
+    ConvSpec { in_chs, out_chs, kernel: KernelSpec::Single(k), stride, dilation: 1, depthwise, padding }
 }
 
 /// torchvision's `Conv2dNormActivation` with ReLU6: conv `.0`, BN `.1`.
@@ -42,13 +35,13 @@ struct ExtraBlock {
 }
 
 impl ExtraBlock {
-    fn load(in_chs: usize, out_chs: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+    fn load(in_chs: usize, out_chs: usize, eps: f64, padding: PaddingMode, vb: VarBuilder) -> Result<Self> {
         let mid = out_chs / 2;
         Ok(Self {
             layers: [
-                conv_bn_relu6(spec(in_chs, mid, 1, 1, false), eps, vb.pp("0"))?,
-                conv_bn_relu6(spec(mid, mid, 3, 2, true), eps, vb.pp("1"))?,
-                conv_bn_relu6(spec(mid, out_chs, 1, 1, false), eps, vb.pp("2"))?,
+                conv_bn_relu6(spec(in_chs, mid, 1, 1, false, padding), eps, vb.pp("0"))?,
+                conv_bn_relu6(spec(mid, mid, 3, 2, true, padding), eps, vb.pp("1"))?,
+                conv_bn_relu6(spec(mid, out_chs, 1, 1, false, padding), eps, vb.pp("2"))?,
             ],
         })
     }
@@ -72,7 +65,13 @@ struct TopDown {
 impl TopDown {
     fn load(c4: usize, c3: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            lateral: ConvBnAct::load(&spec(c4, c3, 1, 1, false), eps, Activation::Identity, vb.pp("0"), vb.pp("1"))?,
+            lateral: ConvBnAct::load(
+                &spec(c4, c3, 1, 1, false, PaddingMode::Symmetric),
+                eps,
+                Activation::Identity,
+                vb.pp("0"),
+                vb.pp("1"),
+            )?,
         })
     }
 
@@ -103,9 +102,16 @@ struct PredictionBlock {
 }
 
 impl PredictionBlock {
-    fn load(in_chs: usize, anchors: usize, columns: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+    fn load(
+        in_chs: usize,
+        anchors: usize,
+        columns: usize,
+        eps: f64,
+        padding: PaddingMode,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
-            dw: conv_bn_relu6(spec(in_chs, in_chs, 3, 1, true), eps, vb.pp("0"))?,
+            dw: conv_bn_relu6(spec(in_chs, in_chs, 3, 1, true, padding), eps, vb.pp("0"))?,
             out: Conv::load_pointwise_bias(in_chs, anchors * columns, vb.pp("1"))?,
             columns,
             out_plan: None,
@@ -202,10 +208,19 @@ impl SsdLite {
         Ok(spec)
     }
 
-    /// Builds the detector from a `VarBuilder` rooted at the state dict's top level.
+    /// Builds the detector from a `VarBuilder` rooted at the state dict's top level (whose names
+    /// are torchvision's, or TF's for the [`Family::TfOdApi`] family).
     pub fn load(config: DetectorConfig, vb: VarBuilder<'static>) -> Result<Self> {
         let spec = Self::backbone_spec(&config).map_err(candle_core::Error::wrap)?;
-        let opts = ModelOptions { num_classes: 0, features_only: true };
+        let (vb, padding, opts) = match config.family {
+            Family::Torchvision => (vb, PaddingMode::Symmetric, ModelOptions { num_classes: 0, features_only: true }),
+            Family::TfOdApi => {
+                let names = TfNames::new(&spec, &config.extra_channels)?;
+                // The feature extractor ends at layer 19, MobileNetV2's 1x1 head conv (`Conv_1`).
+                let opts = ModelOptions { num_classes: 0, features_only: false };
+                (vb.rename_f(move |n| names.tf_name(n)), PaddingMode::TfSame, opts)
+            }
+        };
         let backbone = match &spec.architecture {
             Architecture::MobileNetV3Large(_) => {
                 // torchvision splits at c4_pos, the last stride-2 block (features.13 for Large).
@@ -235,7 +250,7 @@ impl SsdLite {
         let evb = vb.pp("backbone").pp("extra");
         for (i, &out) in config.extra_channels.iter().enumerate() {
             let prev = level_channels[level_channels.len() - 1];
-            extras.push(ExtraBlock::load(prev, out, eps, evb.pp(i.to_string()))?);
+            extras.push(ExtraBlock::load(prev, out, eps, padding, evb.pp(i.to_string()))?);
             level_channels.push(out);
         }
         let per_loc = config.anchors_per_location();
@@ -244,19 +259,49 @@ impl SsdLite {
         let mut cls_head = Vec::new();
         let mut reg_head = Vec::new();
         for (i, (&c, &a)) in level_channels.iter().zip(&per_loc).enumerate() {
-            cls_head.push(PredictionBlock::load(c, a, config.num_classes, eps, cvb.pp(i.to_string()))?);
-            reg_head.push(PredictionBlock::load(c, a, 4, eps, rvb.pp(i.to_string()))?);
+            cls_head.push(PredictionBlock::load(c, a, config.num_classes, eps, padding, cvb.pp(i.to_string()))?);
+            reg_head.push(PredictionBlock::load(c, a, 4, eps, padding, rvb.pp(i.to_string()))?);
         }
         Ok(Self { config, backbone, top_down, extras, cls_head, reg_head, anchor_cache: Mutex::default() })
     }
 
-    /// Builds the detector from a state dict, strictly (every key used, every shape right).
+    /// For a TF-family detector, the config with the class count the weights were trained for
+    /// (TF's class predictor holds `anchors x (classes + 1)` outputs): the config's own labels
+    /// when the count matches, COCO's 91 (with the background and N/A slots, as TF's
+    /// `mscoco_label_map` numbers them) for 91, else `class_1`, `class_2`, ... Other families,
+    /// and weights without that tensor, keep the config.
+    pub fn config_for_weights(config: DetectorConfig, state_dict: &HashMap<String, Tensor>) -> DetectorConfig {
+        if config.family != Family::TfOdApi {
+            return config;
+        }
+        let per_loc = config.anchors_per_location();
+        let outputs = state_dict.get("BoxPredictor_0/ClassPredictor/biases").and_then(|t| t.dims1().ok());
+        let classes = match (outputs, per_loc.first()) {
+            (Some(o), Some(&a)) if a > 0 && o % a == 0 && o / a >= 2 => o / a,
+            _ => return config,
+        };
+        if classes == config.num_classes {
+            return config;
+        }
+        let coco = DetectorConfig::resolve("ssdlite320_mobilenet_v3_large").map(|c| c.labels).ok();
+        let labels = match coco.filter(|l| l.len() == classes) {
+            Some(labels) => labels,
+            None => std::iter::once("__background__".to_string())
+                .chain((1..classes).map(|i| format!("class_{i}")))
+                .collect(),
+        };
+        DetectorConfig { num_classes: classes, labels, ..config }
+    }
+
+    /// Builds the detector from a state dict, strictly (every key used, every shape right). A
+    /// TF-family detector takes its class count from the weights ([`SsdLite::config_for_weights`]).
     pub fn from_state_dict(
         config: DetectorConfig,
         state_dict: HashMap<String, Tensor>,
         source_name: &str,
         device: &Device,
     ) -> std::result::Result<Self, WeightsError> {
+        let config = Self::config_for_weights(config, &state_dict);
         let checked = CheckedStateDict::new(state_dict);
         let model = Self::load(config, checked.var_builder(DType::F32, device))?;
         let report = checked.report(&[]);
@@ -403,7 +448,8 @@ mod tests {
     fn mobilenet_v3_has_a_c3_tap_too() -> Result<()> {
         let mut cfg = DetectorConfig::resolve("ssdlite320_mobilenet_v3_large").map_err(candle_core::Error::wrap)?;
         cfg.c3_level = true;
-        cfg.anchors.aspect_ratios.push(vec![2.0, 3.0]);
+        let crate::AnchorGenerator::SsdDefaultBoxes(anchors) = &mut cfg.anchors else { panic!("default boxes") };
+        anchors.aspect_ratios.push(vec![2.0, 3.0]);
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let (_, shapes) = recorded(&cfg)?;
         // torchvision's block 7 (40 -> 80, stride 2) expands to 240 channels.
