@@ -12,6 +12,7 @@ pub mod macs;
 pub mod mobilenetv3;
 pub mod registry;
 pub mod synthetic;
+pub mod tf_graph;
 pub mod weights;
 
 use candle_core::{Result, Tensor};

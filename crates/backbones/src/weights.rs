@@ -22,7 +22,7 @@ pub enum WeightsError {
         reason: String,
     },
     /// The file's extension is not one of ours.
-    #[error("{0}: unknown weights format (expected .safetensors, .pth, .pt or .bin)")]
+    #[error("{0}: unknown weights format (expected .safetensors, .pth, .pt, .bin or .pb)")]
     UnknownFormat(PathBuf),
     /// The state dict does not match the model.
     #[error("{source_name}: weights do not match the model: {report}")]
@@ -93,12 +93,14 @@ impl std::fmt::Display for MismatchReport {
 }
 
 /// Reads every tensor of a `.safetensors` or PyTorch pickle (`.pth`, `.pt`, `.bin`) file on the CPU.
-/// Pickles that wrap the state dict under `state_dict` or `model` are unwrapped.
+/// Pickles that wrap the state dict under `state_dict` or `model` are unwrapped. A TensorFlow 1
+/// frozen graph (`.pb`) gives its frozen variables (see [`crate::tf_graph`]).
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, WeightsError> {
     let read_err = |e: candle_core::Error| WeightsError::Read { path: path.to_path_buf(), reason: e.to_string() };
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("safetensors") => candle_core::safetensors::load(path, &Device::Cpu).map_err(read_err),
+        Some("pb") => crate::tf_graph::read_frozen_graph(path),
         Some("pth" | "pt" | "bin" | "ckpt") => {
             let mut last_err = None;
             for key in [None, Some("state_dict"), Some("model")] {
