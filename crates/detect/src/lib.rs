@@ -13,6 +13,7 @@ pub mod box_coder;
 pub mod boxes;
 pub mod config;
 pub mod image_file;
+pub mod mixconv_init;
 pub mod nms;
 pub mod postprocess;
 pub mod preprocess;

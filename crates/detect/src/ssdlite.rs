@@ -318,6 +318,14 @@ impl SsdLite {
         Self::from_state_dict(config, sd, &path.display().to_string(), device)
     }
 
+    /// Every tensor the detector loads, by state-dict key (TF names for the TF family), with its
+    /// shape, from a weightless build.
+    pub fn state_dict_shapes(config: &DetectorConfig) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
+        let recorder = mixdet_backbones::weights::ShapeRecorder::default();
+        Self::load(config.clone(), recorder.var_builder(&Device::Cpu))?;
+        Ok(recorder.shapes())
+    }
+
     /// Learnable parameters (PyTorch's `parameters()`, BatchNorm statistics excluded) and the
     /// multiply-adds of one image at the config's input size, from a model with zero weights.
     pub fn summary(config: &DetectorConfig) -> Result<DetectorSummary> {
