@@ -1,10 +1,11 @@
-//! The shipped default detector (weights compiled into the binary) and `mixdet convert`.
+//! The detectors shipped with weights compiled into the binary (the default person detector and
+//! the shapes detector) and `mixdet convert`.
 
 mod common;
 
 use common::{mixdet, root, synthetic_ssdlite};
 
-/// COCO AP@[.5:.95] of the shipped detector on a shapes set it never saw must stay above this
+/// COCO AP@[.5:.95] of the shipped shapes detector on a shapes set it never saw must stay above this
 /// floor: the shipped weights score 0.756 on this test's 24 images (seed 4242) and 0.738 on the
 /// README's 500-image seed-7 set; the margin absorbs float differences between machines only.
 const AP_FLOOR: f64 = 0.73;
@@ -23,6 +24,7 @@ fn shipped_detector_runs_without_weights_and_finds_shapes() {
     let report = dir.path().join("report.json");
     let run = mixdet()
         .arg("eval")
+        .args(["--model", "ssdlite512_mixnet_s_c3_shapes"])
         .arg("--images")
         .arg(data.join("val"))
         .arg("--annotations")
@@ -38,14 +40,60 @@ fn shipped_detector_runs_without_weights_and_finds_shapes() {
     let ap = report["stats"][0].as_f64().expect("AP");
     assert!(ap >= AP_FLOOR, "AP {ap} below {AP_FLOOR}");
 
-    // The README's main job, on a copy of the example images.
+    // The shapes detector on the example scenes.
     let out = dir.path().join("overlays");
-    let run = mixdet().arg("detect").arg(root().join("examples/images")).arg("--out").arg(&out).output().expect("run");
+    let run = mixdet()
+        .arg("detect")
+        .arg(root().join("examples/images"))
+        .args(["--model", "ssdlite512_mixnet_s_c3_shapes", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run");
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     for f in ["shapes_02.png", "shapes_07.png", "shapes_08.png", "shapes_12.png"] {
         assert!(out.join(f).is_file(), "overlay of {f}");
         assert!(stdout.contains(&format!("{f}: ")), "{stdout}");
+    }
+}
+
+/// The README's main job: the default (person) detector on the example photos boxes the people
+/// and nothing in the photos without people, at the default score threshold.
+#[test]
+fn main_job_boxes_the_people_in_the_example_photos() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("overlays");
+    let json = dir.path().join("people.json");
+    let run = mixdet()
+        .arg("detect")
+        .arg(root().join("examples/photos"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for (photo, summary) in [
+        ("astronaut.jpg", "1 person"),
+        ("camera.jpg", "1 person"),
+        ("grace_hopper.jpg", "1 person"),
+        ("cat.jpg", "no detections"),
+        ("coffee.jpg", "no detections"),
+        ("rocket.jpg", "no detections"),
+    ] {
+        assert!(stdout.contains(&format!("{photo}: {summary} (")), "{photo}: {stdout}");
+        assert!(out.join(photo).is_file(), "overlay of {photo}");
+    }
+    // COCO results: category 1 (person), boxes covering most of each portrait.
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
+    let results = results.as_array().expect("array");
+    assert_eq!(results.len(), 3);
+    for r in results {
+        assert_eq!(r["category_id"], 1);
+        assert!(r["score"].as_f64().expect("score") > 0.85, "{r}");
+        assert!(r["bbox"][3].as_f64().expect("height") > 400.0, "{r}");
     }
 }
 
