@@ -367,7 +367,9 @@ impl DetectorConfig {
                 if !(positive(a.min_scale) && a.min_scale <= a.max_scale && a.max_scale.is_finite()) {
                     return bad("anchors need 0 < min_scale <= max_scale".into());
                 }
-                if !a.base_anchor_size.iter().all(|&v| positive(v)) || !(a.interpolated_scale_aspect_ratio >= 0.0) {
+                let interpolated_ok =
+                    a.interpolated_scale_aspect_ratio.is_finite() && a.interpolated_scale_aspect_ratio >= 0.0;
+                if !a.base_anchor_size.iter().all(|&v| positive(v)) || !interpolated_ok {
                     return bad(
                         "anchors need a positive base_anchor_size and interpolated_scale_aspect_ratio >= 0".into()
                     );

@@ -29,7 +29,7 @@ fn group_of(key: &str) -> Option<(String, usize)> {
 /// `kernel` (`C x 1 x k x k`) zero-padded to `size x size`, centred.
 fn embed(kernel: &Tensor, size: usize) -> Result<Tensor> {
     let k = kernel.dim(3)?;
-    if size < k || (size - k) % 2 != 0 {
+    if size < k || !(size - k).is_multiple_of(2) {
         candle_core::bail!("cannot centre a {k}x{k} kernel in a {size}x{size} one");
     }
     let p = (size - k) / 2;

@@ -132,9 +132,11 @@ pub fn postprocess_image(
         if out.len() == cfg.detections_per_img {
             break;
         }
-        let clip = |v: f32| v.min(1.0).max(0.0);
+        let clip = |v: f32| v.clamp(0.0, 1.0);
         let [y0, x0, y1, x1] = [clip(b[0]), clip(b[1]), clip(b[2]), clip(b[3])];
-        if (y1 - y0) * (x1 - x0) <= 0.0 {
+        // TF keeps `area > 0`, which also drops a NaN box.
+        let area = (y1 - y0) * (x1 - x0);
+        if area.is_nan() || area <= 0.0 {
             continue;
         }
         out.boxes.push([x0 * w, y0 * h, x1 * w, y1 * h]);
