@@ -156,3 +156,82 @@ fn train_refuses_an_unknown_or_unavailable_device_before_touching_data() {
         assert!(err.contains("cannot open CUDA device 0") && err.contains("--features cuda"), "{err}");
     }
 }
+
+/// The MixConv {3,5,7} TF-family person detector, started from the built-in person detector's
+/// 3x3 kernels (centred in its larger ones), fine-tunes on a COCO-format set with the sigmoid
+/// loss, and its weights serve `mixdet detect`.
+#[test]
+fn fine_tunes_the_mixconv_person_detector_from_the_builtin_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = mixdet(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train",
+        "4",
+        "--val",
+        "2",
+        "--seed",
+        "5",
+        "--size",
+        "96",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every shape becomes category 1, the detector's one class.
+    for split in ["train", "val"] {
+        let path = data.join(format!("annotations/instances_{split}.json"));
+        let mut ann: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for a in ann["annotations"].as_array_mut().unwrap() {
+            a["category_id"] = 1.into();
+        }
+        ann["categories"] = serde_json::json!([{"id": 1, "name": "person"}]);
+        std::fs::write(&path, ann.to_string()).unwrap();
+    }
+    let run_dir = dir.path().join("run");
+    let cfg = serde_json::json!({
+        "detector": "ssdlite300_mobilenet_v2_mixconv357_person",
+        "init_weights": "ssdlite300_mobilenet_v2_person",
+        "train": {"images": data.join("train"), "annotations": data.join("annotations/instances_train.json")},
+        "val": {"images": data.join("val"), "annotations": data.join("annotations/instances_val.json")},
+        "output_dir": run_dir,
+        "batch_size": 2,
+        "epochs": 1,
+        "lr": 0.001,
+        "optimizer": {"kind": "sgd", "momentum": 0.9, "weight_decay": 4e-5},
+        "log_every_steps": 1
+    });
+    let cfg_path = dir.path().join("train.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let out = mixdet(&["train", "--config", cfg_path.to_str().unwrap(), "--quiet"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // 404 variables, the 17 depthwise kernels becoming 3 MixConv groups each.
+    assert!(stderr.contains("initial weights: 438 tensors from ssdlite300_mobilenet_v2_person"), "{stderr}");
+    assert!(stdout.contains("2 steps") && stdout.contains("val: AP"), "{stdout}");
+    let weights = run_dir.join("model.safetensors");
+    let sd = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu).unwrap();
+    let k = "FeatureExtractor/MobilenetV2/expanded_conv_1/depthwise/depthwise_weights_2";
+    assert_eq!(sd[k].dims(), &[32, 1, 7, 7], "MixConv group 2 of block 1 (96 channels: 32 + 32 + 32)");
+    // The log holds finite losses.
+    let log = std::fs::read_to_string(run_dir.join("log.jsonl")).unwrap();
+    let losses: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "step")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect();
+    assert!(losses.len() == 2 && losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    let photo = format!("{}/examples/photos/astronaut.jpg", env!("CARGO_MANIFEST_DIR"));
+    let out = mixdet(&[
+        "detect",
+        &photo,
+        "--model",
+        "ssdlite300_mobilenet_v2_mixconv357_person",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--no-overlay",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -11,6 +11,7 @@ pub mod anchors;
 pub mod batch;
 pub mod box_coder;
 pub mod boxes;
+pub mod builtin_weights;
 pub mod config;
 pub mod image_file;
 pub mod mixconv_init;
@@ -21,7 +22,7 @@ pub mod ssdlite;
 pub mod tf_od_api;
 
 pub use batch::on_worker;
-pub use box_coder::BoxCoder;
+pub use box_coder::{BoxCoder, CodeOrder};
 pub use config::{
     AnchorConfig, AnchorGenerator, ConfigError, DetectorConfig, Family, PostprocessConfig, TfAnchorConfig,
     BUILTIN_NAMES,

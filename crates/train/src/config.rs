@@ -58,8 +58,11 @@ pub struct TrainConfig {
     #[serde(default)]
     pub backbone_weights: Option<PathBuf>,
     /// Whole-detector weights in the detector's own key layout (a `model.safetensors` written by
-    /// training, or a shipped model) to continue from, with a fresh optimiser and schedule.
-    /// Every variable must be present with its shape. Not used with `--resume`.
+    /// training, a converted or `.pb` TF frozen graph, or the name of a built-in detector with
+    /// built-in weights, e.g. `ssdlite300_mobilenet_v2_person`) to continue from, with a fresh
+    /// optimiser and schedule. Every variable must be present with its shape, except that a
+    /// MixConv detector takes a single-kernel detector's depthwise kernels centred in its larger
+    /// ones. Not used with `--resume`.
     #[serde(default)]
     pub init_weights: Option<PathBuf>,
     /// Key renames applied to `init_weights`' keys before loading, as `[from_prefix, to_prefix]`

@@ -2,7 +2,9 @@
 //! torchvision's SSDLite scheme — N(0, 0.03) for the extra layers and the head, Kaiming-normal
 //! fan-out for backbone convs and the top-down merge's conv (timm's and torchvision's MobileNet
 //! init), BatchNorm weight 1 (0 in the top-down merge) / bias 0 / running mean 0 / running
-//! variance 1, other biases 0 — and timm backbone weights.
+//! variance 1, other biases 0 — and timm backbone weights. Variables may carry PyTorch names or,
+//! for the TF Object Detection API family, TF names (`BatchNorm/gamma`, `beta`, `moving_mean`,
+//! `moving_variance`, `biases`; extra layers `layer_19_*`, head `BoxPredictor_*`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +16,27 @@ use crate::rng::Rng;
 
 /// Whether a state-dict entry is a BatchNorm running statistic (not trained by the optimiser).
 pub fn is_running_stat(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked")
+    ["running_mean", "running_var", "num_batches_tracked", "moving_mean", "moving_variance"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// A BatchNorm running variance (starts at 1).
+fn is_running_var(name: &str) -> bool {
+    name.ends_with("running_var") || name.ends_with("moving_variance")
+}
+
+/// A bias or BatchNorm shift (starts at 0).
+fn is_bias(name: &str) -> bool {
+    name.ends_with("bias") || name.ends_with("biases") || name.ends_with("BatchNorm/beta")
+}
+
+/// The extra layers and the head, which SSDLite initialises with N(0, 0.03).
+fn is_ssd_layer(name: &str) -> bool {
+    name.starts_with("head.")
+        || name.starts_with("backbone.extra.")
+        || name.starts_with("BoxPredictor_")
+        || name.contains("/layer_19_")
 }
 
 fn normal(var: &Var, std: f32, rng: &mut Rng) -> Result<()> {
@@ -37,9 +59,9 @@ pub fn initialise(varmap: &VarMap, seed: u64) -> Result<()> {
         let var = &data[name];
         let dims = var.dims().to_vec();
         let mut rng = Rng::for_item(seed, 0x1417, i as u64);
-        if name.ends_with("running_var") {
+        if is_running_var(name) {
             fill(var, 1.0)?;
-        } else if is_running_stat(name) || name.ends_with("bias") {
+        } else if is_running_stat(name) || is_bias(name) {
             fill(var, 0.0)?;
         } else if dims.len() == 1 && name.starts_with("neck.") {
             // The top-down merge's BatchNorm scale: zero, so the merge starts as the identity
@@ -48,7 +70,7 @@ pub fn initialise(varmap: &VarMap, seed: u64) -> Result<()> {
         } else if dims.len() == 1 {
             // A rank-1 weight is a BatchNorm scale.
             fill(var, 1.0)?;
-        } else if name.starts_with("head.") || name.starts_with("backbone.extra.") {
+        } else if is_ssd_layer(name) {
             normal(var, 0.03, &mut rng)?;
         } else if dims.len() == 4 {
             // (out, in / groups, kh, kw): a depthwise weight has one input channel per group.

@@ -1,8 +1,47 @@
-//! torchvision's SSD `compute_loss`: softmax cross-entropy over positives plus hard negatives
-//! (the `neg_to_pos` highest-loss background anchors per positive, per image) and smooth-L1
-//! (beta 1, summed) on matched anchors, both divided by max(1, positives in the batch).
+//! The SSD loss: classification over positives plus hard negatives (the `neg_to_pos`
+//! highest-loss background anchors per positive, per image) and smooth-L1 (beta 1, summed) on
+//! matched anchors, both divided by max(1, positives in the batch). The classification term is
+//! torchvision's softmax cross-entropy, or for the TF Object Detection API family TF's
+//! `WeightedSigmoidClassificationLoss`: a sigmoid cross-entropy per class column (the background
+//! column included, one-hot targets) summed over the columns, with the anchors chosen by the same
+//! mining (TF's `HardExampleMiner` at `max_negatives_per_positive: 3`, without its 0.99-IoU box
+//! NMS and its minimum of negatives per image).
 
 use candle_core::{Result, Tensor, D};
+use mixdet_detect::Family;
+
+/// The classification term of the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassLoss {
+    /// Softmax cross-entropy (torchvision's SSD).
+    Softmax,
+    /// Sigmoid cross-entropy per class, summed (TF's SSD).
+    Sigmoid,
+}
+
+impl ClassLoss {
+    /// The loss a detector family trains with (its scores are a softmax or sigmoids).
+    pub fn for_family(family: Family) -> Self {
+        match family {
+            Family::Torchvision => Self::Softmax,
+            Family::TfOdApi => Self::Sigmoid,
+        }
+    }
+}
+
+/// `max(x, 0) - x z + ln(1 + e^-|x|)`: the sigmoid cross-entropy of logit `x` and target `z`.
+fn sigmoid_ce(x: f32, z: f32) -> f32 {
+    x.max(0.0) - x * z + (-x.abs()).exp().ln_1p()
+}
+
+/// Per-anchor sigmoid cross-entropy of `logits` (`a x k`) against one-hot `labels`, summed over k.
+fn sigmoid_ce_rows(logits: &[f32], labels: &[u32], k: usize) -> Vec<f32> {
+    logits
+        .chunks_exact(k)
+        .zip(labels)
+        .map(|(row, &l)| row.iter().enumerate().map(|(c, &x)| sigmoid_ce(x, f32::from(c == l as usize))).sum())
+        .collect()
+}
 
 use crate::matching::Targets;
 
@@ -55,6 +94,7 @@ pub fn ssd_loss(
     bbox_regression: &Tensor,
     targets: &[Targets],
     neg_to_pos: usize,
+    class_loss: ClassLoss,
 ) -> Result<SsdLoss> {
     let (n, a, k) = cls_logits.dims3()?;
     if targets.len() != n || targets.iter().any(|t| t.labels.len() != a) {
@@ -67,7 +107,11 @@ pub fn ssd_loss(
     let mut reg_mask = vec![0f32; n * a];
     let mut num_positive = 0usize;
     for (i, t) in targets.iter().enumerate() {
-        let ce = cross_entropy_rows(&logits[i * a * k..(i + 1) * a * k], &t.labels, k);
+        let rows = &logits[i * a * k..(i + 1) * a * k];
+        let ce = match class_loss {
+            ClassLoss::Softmax => cross_entropy_rows(rows, &t.labels, k),
+            ClassLoss::Sigmoid => sigmoid_ce_rows(rows, &t.labels, k),
+        };
         let selected = select_anchors(&ce, &t.labels, neg_to_pos);
         for j in 0..a {
             let label = t.labels[j] as usize;
@@ -86,8 +130,20 @@ pub fn ssd_loss(
     }
     let norm = num_positive.max(1) as f64;
     let cls_weight = Tensor::from_vec(cls_weight, (n, a, k), device)?;
-    let log_probs = candle_nn::ops::log_softmax(cls_logits, D::Minus1)?;
-    let cls_loss = ((log_probs * cls_weight)?.sum_all()? * (-1.0 / norm))?;
+    let cls_loss = match class_loss {
+        ClassLoss::Softmax => {
+            let log_probs = candle_nn::ops::log_softmax(cls_logits, D::Minus1)?;
+            ((log_probs * cls_weight)?.sum_all()? * (-1.0 / norm))?
+        }
+        ClassLoss::Sigmoid => {
+            // `cls_weight` is the one-hot target of the selected anchors; every column of a
+            // selected anchor enters the loss.
+            let selected = cls_weight.sum_keepdim(D::Minus1)?;
+            let x = cls_logits;
+            let ce = ((x.relu()? - (x * &cls_weight)?)? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+            (ce.broadcast_mul(&selected)?.sum_all()? / norm)?
+        }
+    };
     let reg_target = Tensor::from_vec(reg_target, (n, a, 4), device)?;
     let reg_mask = Tensor::from_vec(reg_mask, (n, a, 1), device)?;
     let diff = (bbox_regression - reg_target)?.broadcast_mul(&reg_mask)?.abs()?;
@@ -120,11 +176,29 @@ mod tests {
         let logits = Tensor::new(&[[[0.0f32, 0.0], [2.0, 0.0]]], &dev).unwrap();
         let reg = Tensor::new(&[[[0.5f32, -2.0, 0.0, 0.0], [9.0, 9.0, 9.0, 9.0]]], &dev).unwrap();
         let t = Targets { labels: vec![1, 0], regression: vec![[0.0; 4], [0.0; 4]], num_positive: 1 };
-        let l = ssd_loss(&logits, &reg, &[t], 3).unwrap();
+        let l = ssd_loss(&logits, &reg, &[t], 3, ClassLoss::Softmax).unwrap();
         let ce0 = 2f32.ln();
         let ce1 = (1.0 + (-2f32).exp()).ln();
         assert!((l.classification - (ce0 + ce1)).abs() < 1e-5, "{}", l.classification);
         assert!((l.regression - (0.125 + 1.5)).abs() < 1e-6, "{}", l.regression);
         assert_eq!(l.num_positive, 1);
+    }
+
+    #[test]
+    fn sigmoid_loss_sums_every_column_of_the_selected_anchors() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        // Anchor 0 positive (label 1), anchors 1 and 2 background; with neg_to_pos 1 only the
+        // harder negative (anchor 2, a high class-1 logit) is mined.
+        let logits = Tensor::new(&[[[0.5f32, -1.0], [-3.0, -4.0], [0.0, 2.0]]], &dev)?;
+        let reg = Tensor::zeros((1, 3, 4), candle_core::DType::F32, &dev)?;
+        let t = Targets { labels: vec![1, 0, 0], regression: vec![[0.0; 4]; 3], num_positive: 1 };
+        let l = ssd_loss(&logits, &reg, &[t], 1, ClassLoss::Sigmoid)?;
+        let expected = sigmoid_ce(0.5, 0.0) + sigmoid_ce(-1.0, 1.0) + sigmoid_ce(0.0, 1.0) + sigmoid_ce(2.0, 0.0);
+        assert!((l.classification - expected).abs() < 1e-5, "{} vs {expected}", l.classification);
+        // The closed form against ln(sigmoid) directly.
+        let s = |x: f32| 1.0 / (1.0 + (-x).exp());
+        assert!((sigmoid_ce(-1.0, 1.0) + s(-1.0).ln()).abs() < 1e-6);
+        assert!((sigmoid_ce(2.0, 0.0) + (1.0 - s(2.0)).ln()).abs() < 1e-6);
+        Ok(())
     }
 }

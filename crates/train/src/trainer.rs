@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use mixdet_backbones::Architecture;
-use mixdet_detect::{BoxCoder, DetectorConfig, SsdLite};
+use mixdet_detect::{BoxCoder, DetectorConfig, Family, SsdLite};
 
 use crate::checkpoint::{self, Position};
 use crate::config::TrainConfig;
@@ -19,7 +19,7 @@ use crate::error::{Result, TrainError};
 use crate::evaluate::{evaluate_detector, EvalResult};
 use crate::init::{initialise, is_running_stat, load_backbone};
 use crate::loader::{self, Batch, LoaderSpec};
-use crate::loss::ssd_loss;
+use crate::loss::{ssd_loss, ClassLoss};
 use crate::optim::{Optimizer, Param};
 use crate::plot::{write_plot, Series};
 use crate::schedule::Schedule;
@@ -115,7 +115,8 @@ pub fn train_step(
     let [h, w] = model.config().input_size;
     let x = Tensor::from_slice(&batch.images, (batch.count, 3, h, w), device)?;
     let out = model.forward_t(&x, true)?;
-    let loss = ssd_loss(&out.cls_logits, &out.bbox_regression, &batch.targets, neg_to_pos)?;
+    let class_loss = ClassLoss::for_family(model.config().family);
+    let loss = ssd_loss(&out.cls_logits, &out.bbox_regression, &batch.targets, neg_to_pos, class_loss)?;
     let value = loss.total.to_scalar::<f32>()?;
     if !value.is_finite() {
         return Err(TrainError::Invalid(format!("loss is {value} (learning rate too high?)")));
@@ -190,6 +191,17 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The state dict of `init_weights`: a weights file, or the name of a built-in detector with
+/// built-in weights (`mixdet_detect::builtin_weights`) when no such file exists.
+fn init_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        if let Some(sd) = path.to_str().and_then(mixdet_detect::builtin_weights::state_dict) {
+            return Ok(sd?);
+        }
+    }
+    Ok(mixdet_backbones::weights::read_state_dict(path)?)
+}
+
 /// Trains as `cfg` says.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let det_cfg = DetectorConfig::resolve(&cfg.detector)?;
@@ -225,6 +237,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     if let (Some(path), false) = (&cfg.backbone_weights, opts.resume) {
         let spec = SsdLite::backbone_spec(&det_cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if det_cfg.family == Family::TfOdApi {
+            return Err(TrainError::Invalid(
+                "backbone_weights: a tf_od_api detector's variables have TF names; start it from a whole \
+                 detector with init_weights (a built-in name, a converted .safetensors or the .pb)"
+                    .into(),
+            ));
+        }
         if !matches!(spec.architecture, Architecture::EfficientNet(_)) {
             return Err(TrainError::Invalid(
                 "backbone_weights: only timm (EfficientNet-family) trunks are supported; torchvision MobileNetV3 \
@@ -254,7 +273,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     if let (Some(path), false) = (&cfg.init_weights, opts.resume) {
         let mut sd: HashMap<String, Tensor> = HashMap::new();
-        for (k, t) in mixdet_backbones::weights::read_state_dict(path)? {
+        for (k, t) in init_state_dict(path)? {
             let renamed = cfg.init_key(&k);
             // Two keys renamed onto one name would silently drop a tensor.
             if sd.insert(renamed.clone(), t).is_some() {
@@ -264,6 +283,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 )));
             }
         }
+        // A single-kernel checkpoint for a MixConv detector: its kernels are centred in the
+        // larger ones (a no-op when the layouts already agree).
+        let sd = mixdet_detect::mixconv_init::embed_depthwise_kernels(&det_cfg, &sd)?;
         let mut r = load_backbone(&varmap, &sd, "", path)?;
         let missing_before = r.missing.len();
         r.missing.retain(|m| !cfg.init_new.iter().any(|p| m.starts_with(p.as_str())));
@@ -304,7 +326,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         std: det_cfg.image_std,
         augment: cfg.augment,
         anchors,
-        coder: BoxCoder::default(),
+        coder: BoxCoder::for_family(det_cfg.family),
         iou_threshold: cfg.iou_threshold,
         seed: cfg.seed,
         epochs: cfg.epochs,

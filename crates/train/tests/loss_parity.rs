@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use mixdet_detect::BoxCoder;
-use mixdet_train::loss::ssd_loss;
+use mixdet_train::loss::{ssd_loss, ClassLoss};
 use mixdet_train::matching::{build_targets, match_anchors};
 use serde_json::Value;
 
@@ -55,7 +55,7 @@ fn matches_and_loss_and_gradients_equal_torchvision() {
     }
     let cls = Var::from_tensor(&tensor3(&f["cls_logits"], (2, a, k))).unwrap();
     let reg = Var::from_tensor(&tensor3(&f["bbox_regression"], (2, a, 4))).unwrap();
-    let loss = ssd_loss(cls.as_tensor(), reg.as_tensor(), &targets, 3).unwrap();
+    let loss = ssd_loss(cls.as_tensor(), reg.as_tensor(), &targets, 3, ClassLoss::Softmax).unwrap();
     let want_cls = f["classification"].as_f64().unwrap() as f32;
     let want_reg = f["regression"].as_f64().unwrap() as f32;
     assert!((loss.classification - want_cls).abs() < 1e-4 * want_cls, "{} vs {want_cls}", loss.classification);
