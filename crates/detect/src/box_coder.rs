@@ -43,7 +43,7 @@ impl BoxCoder {
         Self { order, ..Self::default() }
     }
 
-    fn to_xywh(&self, code: [f32; 4]) -> [f32; 4] {
+    fn swap_to_xywh(self, code: [f32; 4]) -> [f32; 4] {
         match self.order {
             CodeOrder::Xywh => code,
             CodeOrder::Yxhw => [code[1], code[0], code[3], code[2]],
@@ -52,7 +52,7 @@ impl BoxCoder {
 
     /// Decodes a code against `anchor` (`[x1, y1, x2, y2]`), as torchvision's `decode_single`.
     pub fn decode(&self, rel: [f32; 4], anchor: [f32; 4]) -> [f32; 4] {
-        let rel = self.to_xywh(rel);
+        let rel = self.swap_to_xywh(rel);
         let w = anchor[2] - anchor[0];
         let h = anchor[3] - anchor[1];
         let cx = anchor[0] + 0.5 * w;
@@ -82,7 +82,7 @@ impl BoxCoder {
         let gcy = gt[1] + 0.5 * gh;
         let [wx, wy, ww, wh] = self.weights;
         // The Xywh -> Yxhw swap is its own inverse.
-        self.to_xywh([wx * (gcx - acx) / aw, wy * (gcy - acy) / ah, ww * (gw / aw).ln(), wh * (gh / ah).ln()])
+        self.swap_to_xywh([wx * (gcx - acx) / aw, wy * (gcy - acy) / ah, ww * (gw / aw).ln(), wh * (gh / ah).ln()])
     }
 }
 
