@@ -248,7 +248,7 @@ mod tests {
     }
 
     /// Every training config in `configs/train/` parses, validates and names a detector config
-    /// that parses too.
+    /// (a file, or a built-in name) that parses too.
     #[test]
     fn shipped_configs_are_valid() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -257,7 +257,12 @@ mod tests {
             let path = entry.expect("entry").path();
             let cfg = TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
             let det = root.join(&cfg.detector);
-            mixdet_detect::DetectorConfig::from_file(&det).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let parsed = if det.is_file() {
+                mixdet_detect::DetectorConfig::from_file(&det)
+            } else {
+                mixdet_detect::DetectorConfig::resolve(&cfg.detector)
+            };
+            parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             n += 1;
         }
         assert!(n >= 3, "{n} configs");

@@ -188,8 +188,8 @@ mod tests {
     fn sigmoid_loss_sums_every_column_of_the_selected_anchors() -> Result<()> {
         let dev = candle_core::Device::Cpu;
         // Anchor 0 positive (label 1), anchors 1 and 2 background; with neg_to_pos 1 only the
-        // harder negative (anchor 2, a high class-1 logit) is mined.
-        let logits = Tensor::new(&[[[0.5f32, -1.0], [-3.0, -4.0], [0.0, 2.0]]], &dev)?;
+        // harder negative (anchor 2, a high class-1 logit; anchor 1 is confidently background) is mined.
+        let logits = Tensor::new(&[[[0.5f32, -1.0], [3.0, -4.0], [0.0, 2.0]]], &dev)?;
         let reg = Tensor::zeros((1, 3, 4), candle_core::DType::F32, &dev)?;
         let t = Targets { labels: vec![1, 0, 0], regression: vec![[0.0; 4]; 3], num_positive: 1 };
         let l = ssd_loss(&logits, &reg, &[t], 1, ClassLoss::Sigmoid)?;
