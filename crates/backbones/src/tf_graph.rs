@@ -16,7 +16,7 @@
 //! shape's element count times the element size) or else from the typed repeated field of its
 //! dtype, with TensorFlow's rule: an empty field means zeros, and a field shorter than the shape
 //! has its last value repeated to fill it (so one value is broadcast). A typed field longer than
-//! the shape, an unknown rank, a negative (unknown) dimension or more than 2^31 elements is an
+//! the shape, an unknown rank, a negative (unknown) dimension or more than 2^28 elements is an
 //! error. (Raw bytes are read in host order, as candle's safetensors loader does: little-endian
 //! hosts only.)
 //!
@@ -207,8 +207,13 @@ pub mod proto {
 
 use proto::{attr_value, DataType, GraphDef, NodeDef, TensorProto};
 
-/// Most elements one tensor may have.
-const MAX_ELEMENTS: usize = 1 << 31;
+/// Most elements one tensor may have (1 GiB of f32; the largest variable of an SSDLite graph has
+/// about 0.4 million).
+const MAX_ELEMENTS: usize = 1 << 28;
+/// Most elements a typed field may expand to by repeating its last value: broadcasting makes
+/// a few bytes of file ask for any amount of memory, and real graphs only broadcast small
+/// constants (large tensors come as `tensor_content`, whose size the file itself bounds).
+const MAX_BROADCAST_ELEMENTS: usize = 1 << 24;
 /// Longest `Identity` chain followed from a convolution's filter input.
 const MAX_IDENTITY_CHAIN: usize = 64;
 
@@ -393,7 +398,7 @@ fn element_count(shape: &[usize]) -> Result<usize, String> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS))
-        .ok_or_else(|| format!("shape {shape:?} has more than 2^31 elements"))
+        .ok_or_else(|| format!("shape {shape:?} has more than 2^28 elements"))
 }
 
 /// The candle dtype a TensorFlow dtype is read as, its element size in the file, and its name.
@@ -433,6 +438,12 @@ fn fill<T: Copy, const N: usize>(
 ) -> Result<Vec<u8>, String> {
     if values.len() > count {
         return Err(format!("{field} has {} values, the shape has {count} elements", values.len()));
+    }
+    if values.len() < count && count > MAX_BROADCAST_ELEMENTS {
+        return Err(format!(
+            "{field} has {} values to repeat over {count} elements (more than 2^24 from a typed field)",
+            values.len()
+        ));
     }
     let mut out = Vec::with_capacity(count * N);
     values.iter().for_each(|&v| out.extend_from_slice(&encode(v)));
