@@ -149,3 +149,46 @@ fn convert_writes_f16_and_never_replaces_a_file() {
     assert!(!again.status.success() && err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&out).expect("read"), before, "the existing file is untouched");
 }
+
+/// `mixdet eval --images` with the default (person) detector: a COCO-format set whose boxes are
+/// all category 1 runs through the TF-family pipeline and is scored.
+#[test]
+fn eval_runs_with_the_default_person_detector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let run = mixdet()
+        .args(["synth", "--out"])
+        .arg(&data)
+        .args(["--train", "0", "--val", "3", "--seed", "11", "--size", "160"])
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ann = data.join("annotations/instances_val.json");
+    let mut gt: serde_json::Value = serde_json::from_slice(&std::fs::read(&ann).expect("gt")).expect("json");
+    for a in gt["annotations"].as_array_mut().expect("annotations") {
+        a["category_id"] = 1.into();
+    }
+    gt["categories"] = serde_json::json!([{"id": 1, "name": "person"}]);
+    std::fs::write(&ann, gt.to_string()).expect("write gt");
+    let report = dir.path().join("report.json");
+    let run = mixdet()
+        .arg("eval")
+        .arg("--images")
+        .arg(data.join("val"))
+        .arg("--annotations")
+        .arg(&ann)
+        .arg("--save-results")
+        .arg(dir.path().join("dets.json"))
+        .arg("--json-out")
+        .arg(&report)
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let stats = report["stats"].as_array().expect("stats");
+    assert_eq!(stats.len(), 12);
+    assert!(stats.iter().all(|s| s.as_f64().is_some_and(|v| (-1.0..=1.0).contains(&v))), "{stats:?}");
+    let dets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("dets.json")).expect("dets")).expect("json");
+    assert!(dets.as_array().expect("array").iter().all(|d| d["category_id"] == 1), "person only");
+}

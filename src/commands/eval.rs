@@ -54,7 +54,8 @@ pub struct EvalArgs {
     /// Data-set mode: detector (built-in name or config .json); label i is category id i.
     #[arg(long, default_value = crate::shipped::DEFAULT_DETECTOR)]
     pub model: String,
-    /// Data-set mode: detector weights (.safetensors or .pth); optional for the shipped detector.
+    /// Data-set mode: detector weights (.safetensors, .pth or a TF frozen graph .pb); optional for
+    /// the detectors with built-in weights.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Data-set mode: device (cpu, cuda, cuda:N).

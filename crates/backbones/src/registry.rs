@@ -139,6 +139,23 @@ fn mixnet(arch: &[&[&str]], stem: usize, channel: f64, depth: f64, tf: bool) -> 
     }
 }
 
+/// MobileNetV2 (width 1.0) as timm builds it, or with `tf` as TF-slim's (the TF Object Detection
+/// API's feature extractor): the same blocks with TF "SAME" padding and BatchNorm epsilon 1e-3.
+fn mobilenetv2(tf: bool, dw_kernel_override: Option<Vec<usize>>) -> EfficientNetConfig {
+    EfficientNetConfig {
+        arch: strings(MOBILENETV2),
+        stem_size: 32,
+        num_features: 1280,
+        channel_multiplier: 1.0,
+        depth_multiplier: 1.0,
+        depth_trunc: DepthTrunc::Ceil,
+        act: Activation::Relu6,
+        bn_eps: if tf { 1e-3 } else { 1e-5 },
+        padding: if tf { PaddingMode::TfSame } else { PaddingMode::Symmetric },
+        dw_kernel_override,
+    }
+}
+
 impl ModelSpec {
     /// Looks a model up by name. `mixconv_kernels` replaces the depthwise kernels of the
     /// MobileNet models (the `_mixconv` names default to {3, 5, 7, 9}); it is an error for MixNet,
@@ -161,32 +178,11 @@ impl ModelSpec {
             "tf_mixnet_s" => Architecture::EfficientNet(mixnet(MIXNET_S, 16, 1.0, 1.0, true)),
             "tf_mixnet_m" => Architecture::EfficientNet(mixnet(MIXNET_M, 24, 1.0, 1.0, true)),
             "tf_mixnet_l" => Architecture::EfficientNet(mixnet(MIXNET_M, 24, 1.3, 1.0, true)),
-            "mobilenetv2_100" | "mobilenetv2_100_mixconv" => Architecture::EfficientNet(EfficientNetConfig {
-                arch: strings(MOBILENETV2),
-                stem_size: 32,
-                num_features: 1280,
-                channel_multiplier: 1.0,
-                depth_multiplier: 1.0,
-                depth_trunc: DepthTrunc::Ceil,
-                act: Activation::Relu6,
-                bn_eps: 1e-5,
-                padding: PaddingMode::Symmetric,
-                dw_kernel_override: if name.ends_with("_mixconv") { mix_default() } else { mixconv_kernels.clone() },
-            }),
-            // TF-slim's MobileNetV2 as the TF Object Detection API builds it: the same blocks, with
-            // TF "SAME" padding and BatchNorm epsilon 1e-3.
-            "tf_mobilenetv2_100" => Architecture::EfficientNet(EfficientNetConfig {
-                arch: strings(MOBILENETV2),
-                stem_size: 32,
-                num_features: 1280,
-                channel_multiplier: 1.0,
-                depth_multiplier: 1.0,
-                depth_trunc: DepthTrunc::Ceil,
-                act: Activation::Relu6,
-                bn_eps: 1e-3,
-                padding: PaddingMode::TfSame,
-                dw_kernel_override: mixconv_kernels.clone(),
-            }),
+            "mobilenetv2_100" | "mobilenetv2_100_mixconv" => Architecture::EfficientNet(mobilenetv2(
+                false,
+                if name.ends_with("_mixconv") { mix_default() } else { mixconv_kernels.clone() },
+            )),
+            "tf_mobilenetv2_100" => Architecture::EfficientNet(mobilenetv2(true, mixconv_kernels.clone())),
             "mobilenet_v3_large" | "mobilenet_v3_large_mixconv" => Architecture::MobileNetV3Large(MobileNetV3Config {
                 reduced_tail: false,
                 mixconv_kernels: if name.ends_with("_mixconv") { mix_default() } else { mixconv_kernels.clone() },

@@ -283,7 +283,7 @@ impl SsdLite {
         if classes == config.num_classes {
             return config;
         }
-        let coco = DetectorConfig::resolve("ssdlite320_mobilenet_v3_large").map(|c| c.labels).ok();
+        let coco = DetectorConfig::resolve("ssdlite300_mobilenet_v2_coco").map(|c| c.labels).ok();
         let labels = match coco.filter(|l| l.len() == classes) {
             Some(labels) => labels,
             None => std::iter::once("__background__".to_string())

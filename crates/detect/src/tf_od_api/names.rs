@@ -27,7 +27,7 @@ const EXTRACTOR: &str = "FeatureExtractor/MobilenetV2";
 /// Maps mixdet's parameter paths to TF variable names for one detector.
 #[derive(Debug, Clone)]
 pub struct TfNames {
-    /// `(stage, block) -> (global index, expands)` flattened: first global index of each stage.
+    /// The global index (counted over all stages) of each stage's first block.
     stage_starts: Vec<usize>,
     /// Whether each global block has an expansion conv (inverted residual).
     expands: Vec<bool>,
