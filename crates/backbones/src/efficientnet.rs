@@ -5,6 +5,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+use mixdet_mixconv::denormals::FlushDenormals;
 use mixdet_mixconv::PaddingMode;
 
 use crate::arch::{
@@ -227,6 +228,7 @@ impl Backbone for EfficientNet {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        let _flush = FlushDenormals::new();
         let mut h = self.stem.forward_t(x, train)?;
         let mut features = Vec::with_capacity(self.taps.len());
         if self.taps.first() == Some(&Tap::Stem) {
@@ -269,6 +271,7 @@ impl Backbone for EfficientNet {
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {
+        let _flush = FlushDenormals::new();
         let c3_stage = requested_c3(with_c3, self.c3_stage)?;
         let mut h = self.stem.forward_t(x, train)?;
         let (mut c3, mut c4) = (None, None);

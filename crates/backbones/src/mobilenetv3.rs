@@ -5,6 +5,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+use mixdet_mixconv::denormals::FlushDenormals;
 use mixdet_mixconv::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
@@ -186,6 +187,7 @@ impl Backbone for MobileNetV3 {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<ModelOutput> {
+        let _flush = FlushDenormals::new();
         use candle_core::{Module, D};
         let mut h = self.stem.forward_t(x, train)?;
         let mut features = Vec::with_capacity(self.taps.len());
@@ -230,6 +232,7 @@ impl Backbone for MobileNetV3 {
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {
+        let _flush = FlushDenormals::new();
         let c3_block = requested_c3(with_c3, self.c3_block)?;
         let mut h = self.stem.forward_t(x, train)?;
         let (mut c3, mut c4) = (None, None);

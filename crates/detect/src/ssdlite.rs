@@ -3,6 +3,7 @@
 //! (`backbone.features.{0,1}...`, `backbone.extra.{i}`, `head.{classification,regression}_head.module_list.{i}`);
 //! EfficientNet-family trunks (MixNet) keep timm's names under `backbone.body.`.
 
+use mixdet_mixconv::denormals::FlushDenormals;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -368,6 +369,8 @@ impl SsdLite {
 
     /// Runs backbone, extra layers and head on a preprocessed batch `(N, 3, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<HeadOutput> {
+        // Subnormals flushed to zero here and in the kernel pools (see `mixdet_mixconv::denormals`).
+        let _flush = FlushDenormals::new();
         let taps = self.backbone.forward_detection_taps(x, train, self.config.c3_level)?;
         let c3 = match (&self.top_down, taps.c3) {
             (Some(t), Some(c3)) => Some(t.forward_t(&c3, &taps.c4, train)?),

@@ -57,6 +57,7 @@ pub mod batch_norm;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod denormals;
 pub mod dense;
 pub mod dense_train;
 pub mod fast_math;
