@@ -36,7 +36,7 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// List the models with their parameter counts and feature maps.
     Models(commands::models::ModelsArgs),
-    /// Convert a state dict (.pth / .safetensors) to safetensors, optionally to f16 / bf16.
+    /// Convert a state dict (.pth / .safetensors) or a TensorFlow frozen graph (.pb) to safetensors, optionally to f16 / bf16.
     Convert(commands::convert::ConvertArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
     Eval(commands::eval::EvalArgs),
