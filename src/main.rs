@@ -4,7 +4,6 @@ mod commands;
 mod device;
 mod inputs;
 mod output;
-mod overlay;
 mod preprocess;
 mod shipped;
 mod stats;

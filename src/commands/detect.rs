@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::detector_args::DetectorArgs;
-use crate::overlay::draw_detections;
+use mixdet::viz::draw_detections;
+use mixdet::DetectOptions;
 use mixdet_detect::batch::{self as pipeline, Detected, ImageOutcome};
 
 /// Arguments of `mixdet detect`.
@@ -108,14 +109,16 @@ fn overlay_path(out: &Path, input: &Path, used: &mut HashSet<PathBuf>, inputs: &
 /// Runs `mixdet detect`.
 pub fn run(args: DetectArgs) -> Result<ExitCode> {
     let files = crate::inputs::expand(&args.paths, args.recursive)?;
-    let (model, device) = args.detector.load()?;
-    let mut post = model.config().postprocess;
+    let mut options = DetectOptions::default().with_score_threshold(args.score_threshold)?;
     if let Some(t) = args.iou_threshold {
-        post.nms_thresh = t;
+        options = options.with_iou_threshold(t)?;
     }
     if let Some(m) = args.max_detections {
-        post.detections_per_img = m;
+        options = options.with_max_detections(m)?;
     }
+    let detector = args.detector.load()?.with_options(options);
+    let (model, device) = (detector.model(), detector.device());
+    let post = detector.options().postprocess(&model.config().postprocess);
     let ids = match &args.gt {
         Some(gt) => Some(image_ids_by_file_name(gt).with_context(|| format!("{}: reading image ids", gt.display()))?),
         None => None,
@@ -140,7 +143,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     let mut failures = 0usize;
     let mut missing_ids = 0usize;
     let file_names: Vec<String> = files.iter().map(|f| file_name_key(f)).collect();
-    let timings = pipeline::run(&model, &device, &files, args.batch, &post, !args.no_overlay, |o: ImageOutcome| {
+    let timings = pipeline::run(model, device, &files, args.batch, &post, !args.no_overlay, |o: ImageOutcome| {
         progress.inc(1);
         let name = o.path.display().to_string();
         let mut det = match o.result {
@@ -155,7 +158,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         let line = format!("{name}: {} ({:.1} ms)", summary(&det, &labels), o.total_ms);
         progress.suspend(|| println!("{line}"));
         if let Some(img) = det.image.as_mut() {
-            draw_detections(img, &det.detections, &labels);
+            draw_detections(img, &detector.detections(&det.detections));
             let path = overlay_path(&args.out, &o.path, &mut used, &inputs);
             if let Err(e) = img.save(&path) {
                 failures += 1;

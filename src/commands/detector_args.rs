@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
-use mixdet_detect::{DetectorConfig, SsdLite};
+use mixdet::Detector;
 
 use crate::shipped;
 
@@ -27,22 +26,17 @@ pub struct DetectorArgs {
 }
 
 impl DetectorArgs {
-    /// Resolves the config, loads the weights strictly and prepares the inference form.
-    pub fn load(&self) -> Result<(SsdLite, Device)> {
+    /// Resolves the config, loads the weights strictly (the file given, else the built-in ones)
+    /// and prepares the inference form.
+    pub fn load(&self) -> Result<Detector> {
         let device = crate::device::parse_device(&self.device)?;
-        let cfg = DetectorConfig::resolve(&self.model)?;
-        let name = cfg.name.clone();
-        let mut model = match (&self.weights, shipped::state_dict(&self.model)) {
-            (Some(path), _) => {
-                SsdLite::from_file(cfg, path, &device).with_context(|| format!("loading {name} weights"))?
-            }
-            (None, Some(sd)) => SsdLite::from_state_dict(cfg, sd?, &format!("built-in {name} weights"), &device)?,
-            (None, None) => bail!(
+        match Detector::from_config(&self.model, self.weights.as_deref(), &device) {
+            Ok(d) => Ok(d),
+            Err(mixdet::Error::NoBuiltinWeights(name)) => bail!(
                 "{name} has no built-in weights: pass --weights <FILE> (built-in weights: {})",
-                shipped::WITH_WEIGHTS.join(", ")
+                mixdet_detect::builtin_weights::NAMES.join(", ")
             ),
-        };
-        model.fuse_for_inference()?;
-        Ok((model, device))
+            Err(e) => Err(e).with_context(|| format!("loading {}", self.model)),
+        }
     }
 }

@@ -172,7 +172,8 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         weights: args.weights.clone(),
         device: args.device.clone(),
     };
-    let (model, device) = detector.load()?;
+    let detector = detector.load()?;
+    let (model, device) = (detector.model(), detector.device());
     let post = model.config().postprocess;
     let files: Vec<PathBuf> = entries.iter().map(|e| e.1.clone()).collect();
     let progress = indicatif::ProgressBar::new(files.len() as u64);
@@ -183,7 +184,7 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let mut dets = Vec::new();
     let mut evaluated = Vec::with_capacity(entries.len());
     let mut failures = 0usize;
-    let timings = mixdet_detect::batch::run(&model, &device, &files, args.batch, &post, false, |o| {
+    let timings = mixdet_detect::batch::run(model, device, &files, args.batch, &post, false, |o| {
         progress.inc(1);
         let image_id = entries[o.index].0;
         match o.result {

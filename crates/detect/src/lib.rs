@@ -13,6 +13,7 @@ pub mod box_coder;
 pub mod boxes;
 pub mod builtin_weights;
 pub mod config;
+pub mod detector;
 pub mod image_file;
 pub mod mixconv_init;
 pub mod nms;
@@ -27,6 +28,7 @@ pub use config::{
     AnchorConfig, AnchorGenerator, ConfigError, DetectorConfig, Family, PostprocessConfig, TfAnchorConfig,
     BUILTIN_NAMES,
 };
+pub use detector::{DetectOptions, Detection, Detector, Error};
 pub use image_file::{load_rgb, ImageFileError};
 pub use postprocess::Detections;
 pub use preprocess::PlanarImage;
