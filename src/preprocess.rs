@@ -1,52 +1,17 @@
-//! The classification preprocessing of timm's pretrained configs.
+//! The classification preprocessing of timm's pretrained configs, as a tensor.
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use image::imageops::FilterType;
 use image::RgbImage;
-use mixdet_backbones::{Interpolation, PretrainedConfig};
+use mixdet_backbones::transforms::eval_input;
+use mixdet_backbones::PretrainedConfig;
 
-fn filter(i: Interpolation) -> FilterType {
-    match i {
-        Interpolation::Bicubic => FilterType::CatmullRom,
-        Interpolation::Bilinear => FilterType::Triangle,
-    }
-}
-
-/// timm's eval transform: resize the short side to `floor(size / crop_pct)`, centre-crop
-/// `size x size`, scale to [0, 1], normalise. Returns a `(1, 3, size, size)` tensor.
+/// timm's eval transform (`mixdet_backbones::transforms`, byte-exact with timm on the same
+/// pixels): a `(1, 3, size, size)` tensor.
 pub fn classification_input(img: &RgbImage, cfg: &PretrainedConfig, device: &Device) -> Result<Tensor> {
-    let size = cfg.input_size as u32;
-    let scale_size = (cfg.input_size as f64 / cfg.crop_pct).floor() as u32;
-    let (w, h) = img.dimensions();
-    if w == 0 || h == 0 {
-        anyhow::bail!("empty image");
-    }
-    // torchvision's Resize(int): the short side becomes scale_size, the long side keeps the ratio.
-    let (nw, nh) = if w <= h {
-        (scale_size, ((scale_size as u64 * h as u64) / w as u64) as u32)
-    } else {
-        (((scale_size as u64 * w as u64) / h as u64) as u32, scale_size)
-    };
-    let resized = image::imageops::resize(img, nw.max(size), nh.max(size), filter(cfg.interpolation));
-    // torchvision's CenterCrop rounds the offset: int(round((H - size) / 2)).
-    let top = ((resized.height() - size) as f64 / 2.0).round() as u32;
-    let left = ((resized.width() - size) as f64 / 2.0).round() as u32;
-    let crop = image::imageops::crop_imm(&resized, left, top, size, size).to_image();
-    to_normalized_tensor(&crop, cfg.mean, cfg.std, device)
-}
-
-/// `(1, 3, H, W)` f32 tensor of `(pixel / 255 - mean) / std`.
-pub fn to_normalized_tensor(img: &RgbImage, mean: [f32; 3], std: [f32; 3], device: &Device) -> Result<Tensor> {
-    let (w, h) = img.dimensions();
-    let plane = (w * h) as usize;
-    let mut data = vec![0f32; 3 * plane];
-    for (i, p) in img.pixels().enumerate() {
-        for c in 0..3 {
-            data[c * plane + i] = (p[c] as f32 / 255.0 - mean[c]) / std[c];
-        }
-    }
-    Ok(Tensor::from_vec(data, (1, 3, h as usize, w as usize), device)?)
+    let Some(data) = eval_input(img, cfg) else { anyhow::bail!("empty image") };
+    let size = cfg.input_size;
+    Ok(Tensor::from_vec(data, (1, 3, size, size), device)?)
 }
 
 #[cfg(test)]
@@ -59,7 +24,7 @@ mod tests {
         let cfg = PretrainedConfig {
             input_size: 224,
             crop_pct: 0.875,
-            interpolation: Interpolation::Bicubic,
+            interpolation: mixdet_backbones::Interpolation::Bicubic,
             mean: [0.5, 0.5, 0.5],
             std: [0.5, 0.5, 0.5],
         };

@@ -13,6 +13,7 @@ pub mod mobilenetv3;
 pub mod registry;
 pub mod synthetic;
 pub mod tf_graph;
+pub mod transforms;
 pub mod weights;
 
 use candle_core::{Result, Tensor};
