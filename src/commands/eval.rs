@@ -175,35 +175,19 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let detector = detector.load()?;
     let (model, device) = (detector.model(), detector.device());
     let post = model.config().postprocess;
-    let files: Vec<PathBuf> = entries.iter().map(|e| e.1.clone()).collect();
-    let progress = indicatif::ProgressBar::new(files.len() as u64);
+    let progress = indicatif::ProgressBar::new(entries.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut dets = Vec::new();
-    let mut evaluated = Vec::with_capacity(entries.len());
-    let mut failures = 0usize;
-    let timings = mixdet_detect::batch::run(model, device, &files, args.batch, &post, false, |o| {
+    let run = mixdet_train::evaluate::detect_dataset(model, device, &entries, args.batch, &post, |o, image_id| {
         progress.inc(1);
-        let image_id = entries[o.index].0;
-        match o.result {
-            Ok(d) => {
-                evaluated.push(image_id);
-                dets.extend(d.detections.coco_boxes().map(|(category_id, bbox, score)| mixdet_coco::Detection {
-                    image_id,
-                    category_id,
-                    bbox,
-                    score,
-                }));
-            }
-            Err(e) => {
-                failures += 1;
-                progress.suspend(|| eprintln!("error: {e:#} (image id {image_id}; left out of the evaluation)"));
-            }
+        if let Err(e) = &o.result {
+            progress.suspend(|| eprintln!("error: {e:#} (image id {image_id}; left out of the evaluation)"));
         }
     })?;
     progress.finish_and_clear();
+    let (dets, mut evaluated, failures, timings) = (run.detections, run.evaluated, run.failures.len(), run.timings);
     if let Some(dir) = args.save_results.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
     }
@@ -226,7 +210,7 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     evaluate_and_print(args, &gt, &dets, params)?;
     if failures > 0 {
-        eprintln!("{failures} of {} images failed", files.len());
+        eprintln!("{failures} of {} images failed", entries.len());
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

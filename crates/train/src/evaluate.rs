@@ -1,4 +1,5 @@
-//! COCO mAP of a detector on a validation split, with the project's pycocotools-exact evaluator.
+//! Running a detector over a data set and scoring it with the project's pycocotools-exact
+//! evaluator: the one loop behind `mixdet eval --images`, the trainer's evaluation and library users.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,57 @@ use mixdet_detect::{PostprocessConfig, SsdLite};
 
 use crate::dataset::{Issue, Sample};
 use crate::error::{Result, TrainError};
+
+/// Detections of a data set's images in COCO's results form, with what happened to each image.
+#[derive(Debug)]
+pub struct DatasetDetections {
+    /// One record per detection (`image_id` from the data set, `category_id` = the label).
+    pub detections: Vec<Detection>,
+    /// Ids of the images that went through the detector, in input order.
+    pub evaluated: Vec<i64>,
+    /// Images that could not be read: id, file and why.
+    pub failures: Vec<(i64, PathBuf, mixdet_detect::ImageFileError)>,
+    /// Time per stage.
+    pub timings: mixdet_detect::batch::Timings,
+}
+
+/// The one loop that runs a detector over a data set's images (`(image id, file)` pairs) through
+/// detection's batch pipeline and collects COCO result records: `mixdet eval --images`, the
+/// trainer's periodic evaluation and library users share it. `each` sees every image's outcome
+/// as it is done (progress, logging).
+pub fn detect_dataset(
+    model: &SsdLite,
+    device: &Device,
+    images: &[(i64, PathBuf)],
+    batch_size: usize,
+    post: &PostprocessConfig,
+    mut each: impl FnMut(&mixdet_detect::batch::ImageOutcome, i64),
+) -> Result<DatasetDetections> {
+    let files: Vec<PathBuf> = images.iter().map(|(_, p)| p.clone()).collect();
+    let mut out = DatasetDetections {
+        detections: Vec::new(),
+        evaluated: Vec::with_capacity(images.len()),
+        failures: Vec::new(),
+        timings: Default::default(),
+    };
+    out.timings = mixdet_detect::batch::run(model, device, &files, batch_size, post, false, |o| {
+        let image_id = images[o.index].0;
+        each(&o, image_id);
+        match o.result {
+            Ok(d) => {
+                out.evaluated.push(image_id);
+                out.detections.extend(d.detections.coco_boxes().map(|(category_id, bbox, score)| Detection {
+                    image_id,
+                    category_id,
+                    bbox,
+                    score,
+                }));
+            }
+            Err(e) => out.failures.push((image_id, o.path, e)),
+        }
+    })?;
+    Ok(out)
+}
 
 /// The outcome of one evaluation.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,25 +87,18 @@ pub fn evaluate_detector(
 ) -> Result<EvalResult> {
     let gt = GroundTruth::from_path(annotations)?;
     let pp = PostprocessConfig { score_thresh, ..model.config().postprocess };
-    let files: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
-    let mut dets = Vec::new();
-    let mut issues = Vec::new();
-    let timings = mixdet_detect::batch::run(model, device, &files, batch_size, &pp, false, |o| {
-        let image_id = samples[o.index].image_id;
-        match o.result {
-            Ok(d) => dets.extend(d.detections.coco_boxes().map(|(category_id, bbox, score)| Detection {
-                image_id,
-                category_id,
-                bbox,
-                score,
-            })),
-            Err(e) => issues.push(Issue {
-                file: o.path.display().to_string(),
-                record: format!("image {image_id}"),
-                message: e.reason(),
-            }),
-        }
-    })?;
+    let images: Vec<(i64, PathBuf)> = samples.iter().map(|s| (s.image_id, s.path.clone())).collect();
+    let run = detect_dataset(model, device, &images, batch_size, &pp, |_, _| {})?;
+    let issues = run
+        .failures
+        .iter()
+        .map(|(image_id, path, e)| Issue {
+            file: path.display().to_string(),
+            record: format!("image {image_id}"),
+            message: e.reason(),
+        })
+        .collect();
+    let (dets, timings) = (run.detections, run.timings);
     let eval = evaluate(&gt, &dets, &Params::for_ground_truth(&gt))?;
     let stats = eval
         .stats()
