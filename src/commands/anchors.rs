@@ -29,9 +29,11 @@ pub struct AnchorsArgs {
     pub json: bool,
 }
 
-/// COCO's area ranges, by the annotation's `area` field, as the evaluator buckets objects.
-const BUCKETS: [(&str, f64, f64); 4] =
-    [("all", 0.0, f64::INFINITY), ("small", 0.0, 1024.0), ("medium", 1024.0, 9216.0), ("large", 9216.0, f64::INFINITY)];
+/// All boxes, then COCO's size buckets by the annotation's `area` field, as the evaluator buckets
+/// objects.
+fn buckets() -> impl Iterator<Item = (&'static str, f64, f64)> {
+    std::iter::once(("all", 0.0, f64::INFINITY)).chain(mixdet_coco::params::SIZE_BUCKETS)
+}
 
 /// Summary of the boxes of one size bucket.
 #[derive(Debug, serde::Serialize)]
@@ -100,9 +102,8 @@ pub fn run(args: AnchorsArgs) -> Result<ExitCode> {
         bail!("{origin}: no non-crowd boxes with a positive width and height to check");
     }
     let fits = fit_boxes(&set, &boxes, args.iou);
-    let buckets: Vec<BucketFit> = BUCKETS
-        .iter()
-        .map(|&(name, lo, hi)| {
+    let buckets: Vec<BucketFit> = buckets()
+        .map(|(name, lo, hi)| {
             let sel: Vec<BoxFit> =
                 fits.iter().zip(&areas).filter(|(_, &area)| area >= lo && area < hi).map(|(f, _)| *f).collect();
             summarise(name, &sel)

@@ -285,8 +285,7 @@ fn argmax(values: impl Iterator<Item = f64>) -> (usize, f64) {
     }
 }
 
-const SIZES: [(&str, f64, f64); 3] =
-    [("small", 0.0, 32.0 * 32.0), ("medium", 32.0 * 32.0, 96.0 * 96.0), ("large", 96.0 * 96.0, f64::INFINITY)];
+use crate::params::SIZE_BUCKETS as SIZES;
 
 fn size_bucket(area: f64) -> Option<usize> {
     SIZES.iter().position(|&(_, lo, hi)| area >= lo && area < hi)

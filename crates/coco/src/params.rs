@@ -5,6 +5,14 @@ use serde::Serialize;
 use crate::dataset::GroundTruth;
 use crate::error::{CocoError, Result};
 
+/// COCO's object sizes by area (`small` below 32², `medium` below 96², `large` above): the one
+/// definition the evaluator, the error analysis and `mixdet anchors` share.
+pub const SIZE_BUCKETS: [(&str, f64, f64); 3] =
+    [("small", 0.0, 32.0 * 32.0), ("medium", 32.0 * 32.0, 96.0 * 96.0), ("large", 96.0 * 96.0, f64::INFINITY)];
+
+/// pycocotools' upper area bound (`1e5 ** 2`) of the `all` and `large` ranges.
+pub const MAX_AREA: f64 = 1e10;
+
 /// One object-area range, inclusive at both ends, with the label `summarize` looks it up by.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AreaRange {
@@ -89,12 +97,9 @@ impl Params {
     /// pycocotools' default area ranges (`[0, 1e5**2]`, `[0, 32**2]`, `[32**2, 96**2]`,
     /// `[96**2, 1e5**2]`).
     pub fn default_area_rngs() -> Vec<AreaRange> {
-        vec![
-            AreaRange::new("all", 0.0, 1e10),
-            AreaRange::new("small", 0.0, 1024.0),
-            AreaRange::new("medium", 1024.0, 9216.0),
-            AreaRange::new("large", 9216.0, 1e10),
-        ]
+        std::iter::once(AreaRange::new("all", 0.0, MAX_AREA))
+            .chain(SIZE_BUCKETS.iter().map(|&(name, lo, hi)| AreaRange::new(name, lo, hi.min(MAX_AREA))))
+            .collect()
     }
 
     /// pycocotools' defaults for `gt`: every image id, every category id (sorted), per-category.
