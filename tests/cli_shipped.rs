@@ -10,6 +10,27 @@ use common::{mixdet, root, synthetic_ssdlite};
 /// README's 500-image seed-7 set; the margin absorbs float differences between machines only.
 const AP_FLOOR: f64 = 0.73;
 
+/// `mixdet eval --images dir/data/val --annotations ann` with `extra` arguments, detections saved
+/// to `dir/dets.json`; returns the `--json-out` report.
+fn eval_images(dir: &std::path::Path, ann: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let report = dir.join("report.json");
+    let run = mixdet()
+        .arg("eval")
+        .args(extra)
+        .arg("--images")
+        .arg(dir.join("data/val"))
+        .arg("--annotations")
+        .arg(ann)
+        .arg("--save-results")
+        .arg(dir.join("dets.json"))
+        .arg("--json-out")
+        .arg(&report)
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json")
+}
+
 #[test]
 fn shipped_detector_runs_without_weights_and_finds_shapes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -21,22 +42,11 @@ fn shipped_detector_runs_without_weights_and_finds_shapes() {
         .output()
         .expect("run");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let report = dir.path().join("report.json");
-    let run = mixdet()
-        .arg("eval")
-        .args(["--model", "ssdlite512_mixnet_s_c3_shapes"])
-        .arg("--images")
-        .arg(data.join("val"))
-        .arg("--annotations")
-        .arg(data.join("annotations/instances_val.json"))
-        .arg("--save-results")
-        .arg(dir.path().join("dets.json"))
-        .arg("--json-out")
-        .arg(&report)
-        .output()
-        .expect("run");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let report = eval_images(
+        dir.path(),
+        &data.join("annotations/instances_val.json"),
+        &["--model", "ssdlite512_mixnet_s_c3_shapes"],
+    );
     let ap = report["stats"][0].as_f64().expect("AP");
     assert!(ap >= AP_FLOOR, "AP {ap} below {AP_FLOOR}");
 
@@ -170,21 +180,7 @@ fn eval_runs_with_the_default_person_detector() {
     }
     gt["categories"] = serde_json::json!([{"id": 1, "name": "person"}]);
     std::fs::write(&ann, gt.to_string()).expect("write gt");
-    let report = dir.path().join("report.json");
-    let run = mixdet()
-        .arg("eval")
-        .arg("--images")
-        .arg(data.join("val"))
-        .arg("--annotations")
-        .arg(&ann)
-        .arg("--save-results")
-        .arg(dir.path().join("dets.json"))
-        .arg("--json-out")
-        .arg(&report)
-        .output()
-        .expect("run");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let report = eval_images(dir.path(), &ann, &[]);
     let stats = report["stats"].as_array().expect("stats");
     assert_eq!(stats.len(), 12);
     assert!(stats.iter().all(|s| s.as_f64().is_some_and(|v| (-1.0..=1.0).contains(&v))), "{stats:?}");
