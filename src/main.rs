@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
         _ => None,
     };
     if let Err(err) = threads::set_threads(threads) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", one_line(&err));
         return std::process::ExitCode::FAILURE;
     }
     let result = match cli.command {
@@ -76,8 +76,25 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: typed errors that already print
+/// their source (`{path}: {source}`) also expose it as the next cause, which `{:#}` would repeat.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

@@ -203,10 +203,15 @@ fn fine_tunes_the_mixconv_person_detector_from_the_builtin_weights() {
     });
     let cfg_path = dir.path().join("train.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let out = mixdet(&["train", "--config", cfg_path.to_str().unwrap(), "--quiet"]);
+    // An override on the command line reaches the run and its resolved config.
+    let out = mixdet(&["train", "--config", cfg_path.to_str().unwrap(), "--quiet", "--set", "lr=0.002"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    let resolved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(resolved["lr"], 0.002);
+    assert_eq!(resolved["detector"], "ssdlite300_mobilenet_v2_mixconv357_person");
     // 404 variables, the 17 depthwise kernels becoming 3 MixConv groups each.
     assert!(stderr.contains("initial weights: 438 tensors from ssdlite300_mobilenet_v2_person"), "{stderr}");
     assert!(stdout.contains("2 steps") && stdout.contains("val: AP"), "{stdout}");

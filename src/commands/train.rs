@@ -12,6 +12,11 @@ pub struct TrainArgs {
     /// Training config (JSON): detector, data, schedule, optimiser, output folder.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Override a config field: `--set lr=0.003 --set optimizer.kind=adamw --set
+    /// init_weights=runs/a/model.safetensors` (values are JSON when they parse, else strings).
+    /// The resolved config is written to the run folder as `config.json`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// Continue from the checkpoint in the config's output folder.
     #[arg(long)]
     pub resume: bool,
@@ -34,7 +39,7 @@ pub struct TrainArgs {
 
 /// Runs `mixdet train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = TrainConfig::from_file(&args.config)?;
+    let mut cfg = TrainConfig::from_file_with(&args.config, &args.overrides)?;
     if let Some(dir) = args.output_dir {
         cfg.output_dir = dir;
     }

@@ -131,13 +131,47 @@ fn default_prefetch() -> usize {
     2
 }
 
+/// Applies `key=value` overrides to a config's JSON: `key` is a field, or a dotted path into
+/// nested objects (`optimizer.kind`, `train.images`); `value` is read as JSON when it parses
+/// (`0.003`, `true`, `[448, 448]`, `null`), else taken as a string (`runs/a`,
+/// `ssdlite300_mobilenet_v2_person`). An unknown key is an error when the config is read.
+pub fn apply_overrides(config: &mut serde_json::Value, overrides: &[String]) -> std::result::Result<(), String> {
+    for item in overrides {
+        let Some((key, raw)) = item.split_once('=') else {
+            return Err(format!("--set {item}: expected key=value"));
+        };
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+        let mut node = &mut *config;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let Some(object) = node.as_object_mut() else {
+                return Err(format!("--set {key}: `{part}` is not inside an object"));
+            };
+            if parts.peek().is_none() {
+                object.insert(part.to_string(), value);
+                break;
+            }
+            node = object.entry(part.to_string()).or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    Ok(())
+}
+
 impl TrainConfig {
     /// Reads and validates a config file.
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with(path, &[])
+    }
+
+    /// Reads a config file, applies `key=value` overrides ([`apply_overrides`]) and validates.
+    pub fn from_file_with(path: &Path, overrides: &[String]) -> Result<Self> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: origin.clone(), source })?;
-        let cfg: Self =
+        let mut value: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| TrainError::Json { path: origin.clone(), source })?;
+        apply_overrides(&mut value, overrides).map_err(TrainError::Invalid)?;
+        let cfg: Self =
+            serde_json::from_value(value).map_err(|source| TrainError::Json { path: origin.clone(), source })?;
         cfg.validate().map_err(|e| TrainError::Invalid(format!("{origin}: {e}")))?;
         Ok(cfg)
     }
@@ -245,6 +279,27 @@ mod tests {
         assert_eq!(cfg.init_key("head.m.1.bias"), "head.m.2.bias");
         assert_eq!(cfg.init_key("head.m.10.bias"), "head.m.10.bias");
         assert_eq!(cfg.init_key("backbone.x"), "backbone.x");
+    }
+
+    #[test]
+    fn overrides_set_fields_nested_fields_and_strings() {
+        let mut v =
+            serde_json::json!({"lr": 0.04, "optimizer": {"kind": "sgd", "momentum": 0.9}, "output_dir": "runs/a"});
+        let sets = [
+            "lr=0.003",
+            "optimizer.kind=adamw",
+            "output_dir=runs/b",
+            "init_weights=ssdlite300_mobilenet_v2_person",
+            "augment.hflip=false",
+        ];
+        apply_overrides(&mut v, &sets.map(String::from)).expect("valid");
+        assert_eq!(v["lr"], 0.003);
+        assert_eq!(v["optimizer"], serde_json::json!({"kind": "adamw", "momentum": 0.9}));
+        assert_eq!(v["output_dir"], "runs/b");
+        assert_eq!(v["init_weights"], "ssdlite300_mobilenet_v2_person");
+        assert_eq!(v["augment"]["hflip"], false);
+        assert!(apply_overrides(&mut v, &["lr".to_string()]).unwrap_err().contains("expected key=value"));
+        assert!(apply_overrides(&mut v, &["lr.x=1".to_string()]).unwrap_err().contains("not inside an object"));
     }
 
     /// Every training config in `configs/train/` parses, validates and names a detector config

@@ -202,12 +202,24 @@ fn init_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(mixdet_backbones::weights::read_state_dict(path)?)
 }
 
+/// The run's resolved config (overrides applied), so that a run can be repeated from its own
+/// folder: written beside the checkpoint, atomically.
+fn write_resolved_config(cfg: &TrainConfig, path: &Path) -> Result<()> {
+    let io = |source| TrainError::Io { path: path.display().to_string(), source };
+    let text =
+        serde_json::to_string_pretty(cfg).map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
 /// Trains as `cfg` says.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let det_cfg = DetectorConfig::resolve(&cfg.detector)?;
     let out_dir = &cfg.output_dir;
     std::fs::create_dir_all(out_dir)
         .map_err(|source| TrainError::Io { path: out_dir.display().to_string(), source })?;
+    write_resolved_config(cfg, &out_dir.join("config.json"))?;
     let train_set = Dataset::load(&cfg.train.annotations, &cfg.train.images, det_cfg.num_classes)?;
     if train_set.samples.is_empty() {
         return Err(TrainError::Invalid(format!("{}: no usable training images", cfg.train.annotations.display())));
