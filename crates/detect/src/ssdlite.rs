@@ -3,7 +3,6 @@
 //! (`backbone.features.{0,1}...`, `backbone.extra.{i}`, `head.{classification,regression}_head.module_list.{i}`);
 //! EfficientNet-family trunks (MixNet) keep timm's names under `backbone.body.`.
 
-use mixdet_mixconv::denormals::FlushDenormals;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,6 +13,7 @@ use mixdet_backbones::arch::KernelSpec;
 use mixdet_backbones::layers::{Activation, Conv, ConvBnAct, ConvSpec, InferencePlan};
 use mixdet_backbones::weights::{read_state_dict, CheckedStateDict, WeightsError};
 use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
+use mixdet_mixconv::denormals::FlushDenormals;
 use mixdet_mixconv::PaddingMode;
 
 use crate::anchors;
