@@ -1,7 +1,7 @@
 """Deterministic synthetic tensors shared by the Python fixture scripts and the Rust tests.
 
 Weights are not stored in the fixtures: every tensor is a pure function of its state-dict key and
-shape, so the Rust side (`mixdet_backbones::synthetic`) regenerates the same values bit for bit
+shape, so the Rust side (`mixdet_backbones::synthetic_weights`) regenerates the same values bit for bit
 and the committed fixtures hold only the reference outputs.
 
 Generator: a SplitMix64 stream seeded with FNV-1a-64 of the key; element i uses

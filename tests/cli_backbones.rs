@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::synthetic_tensor;
+use mixdet_backbones::synthetic_weights::synthetic_tensor;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones")

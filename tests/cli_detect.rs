@@ -110,7 +110,7 @@ fn forward_serves_detectors_with_torchvision_outputs() {
         }
     }
     candle_core::safetensors::save(&sd, &weights).expect("write");
-    let pixels: Vec<f32> = mixdet_backbones::synthetic::synthetic_values("image.ssdlite", &[3, 320, 320])
+    let pixels: Vec<f32> = mixdet_backbones::synthetic_weights::synthetic_values("image.ssdlite", &[3, 320, 320])
         .into_iter()
         .map(|v| ((v + 1.0) * 0.5 - 0.5) / 0.5)
         .collect();

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use mixdet_backbones::synthetic::synthetic_tensor;
+use mixdet_backbones::synthetic_weights::synthetic_tensor;
 use mixdet_backbones::weights::ShapeRecorder;
 use mixdet_backbones::{macs, ModelOptions, ModelSpec};
 use mixdet_detect::{DetectorConfig, SsdLite};
@@ -105,7 +105,7 @@ fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<P
 /// Synthetic boxes shared with `coco_tools/bench_nms.py`: corners from `uniform01` keyed by the
 /// box count, 640-pixel image, sides 8..136 px, scores uniform, classes uniform.
 fn nms_step(n: usize, classes: usize) -> Result<Prepared> {
-    use mixdet_backbones::synthetic::uniform01;
+    use mixdet_backbones::synthetic_weights::uniform01;
     let u = uniform01(&format!("bench.nms.boxes.{n}"), n * 4);
     let boxes: Vec<[f32; 4]> = u
         .chunks(4)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::Device;
-use mixdet_backbones::synthetic::state_dict_from_manifest;
+use mixdet_backbones::synthetic_weights::state_dict_from_manifest;
 
 /// The `mixdet` binary under test.
 pub fn mixdet() -> Command {

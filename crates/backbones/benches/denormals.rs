@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use mixdet_backbones::synthetic::synthetic_tensor;
+use mixdet_backbones::synthetic_weights::synthetic_tensor;
 use mixdet_backbones::{Backbone, ModelOptions, ModelSpec};
 use std::hint::black_box;
 use std::time::Duration;

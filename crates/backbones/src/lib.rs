@@ -11,7 +11,7 @@ pub mod layers;
 pub mod macs;
 pub mod mobilenetv3;
 pub mod registry;
-pub mod synthetic;
+pub mod synthetic_weights;
 pub mod tf_graph;
 pub mod transforms;
 pub mod weights;

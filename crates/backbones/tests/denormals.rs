@@ -4,7 +4,7 @@
 //! its own setting. (Speed with subnormal-driving weights: `benches/denormals.rs`.)
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::synthetic_tensor;
+use mixdet_backbones::synthetic_weights::synthetic_tensor;
 use mixdet_backbones::{ModelOptions, ModelSpec};
 use mixdet_mixconv::denormals;
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use mixdet_backbones::synthetic::{synthetic_tensor, synthetic_values};
+use mixdet_backbones::synthetic_weights::{synthetic_tensor, synthetic_values};
 use mixdet_backbones::{read_state_dict, ModelOptions, ModelSpec, WeightsError};
 
 fn fixture(name: &str) -> PathBuf {

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::evaluate::{outcome, Matches};
+use crate::matching::{outcome, Matches};
 use crate::params::Params;
 
 /// Dimensions of the accumulated arrays: IoU thresholds `t`, recall thresholds `r`,

@@ -3,7 +3,7 @@
 use crate::accumulate::{accumulate, Shape};
 use crate::dataset::GroundTruth;
 use crate::error::Result;
-use crate::evaluate::match_all;
+use crate::matching::match_all;
 use crate::params::Params;
 use crate::results::{check_detections, Detection};
 

@@ -17,23 +17,23 @@
 pub mod accumulate;
 pub mod dataset;
 pub mod error;
-pub mod errors;
-mod evaluate;
 pub mod evaluation;
 mod ids;
 pub mod iou;
 mod json;
+mod matching;
 pub mod params;
 pub mod plot;
 pub mod results;
 mod results_scan;
 pub mod summary;
+pub mod tide;
 
 pub use accumulate::Shape;
 pub use dataset::{Annotation, Category, GroundTruth, Image};
 pub use error::{CocoError, Result};
-pub use errors::{analyze_errors, ErrorKind, ErrorParams, ErrorReport};
 pub use evaluation::{evaluate, evaluate_files, Evaluation, IouSelection};
 pub use params::{AreaRange, Params};
 pub use results::{check_detections, load_results, parse_results, Detection, ResultsReport};
 pub use summary::{CategoryMetrics, MetricSpec};
+pub use tide::{analyze_errors, ErrorKind, ErrorParams, ErrorReport};

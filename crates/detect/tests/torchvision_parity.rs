@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use mixdet_backbones::synthetic::{state_dict_from_manifest, synthetic_values, uniform01};
+use mixdet_backbones::synthetic_weights::{state_dict_from_manifest, synthetic_values, uniform01};
 use mixdet_detect::nms::batched_nms;
 use mixdet_detect::preprocess::{resize_bilinear, PlanarImage};
 use mixdet_detect::{DetectorConfig, SsdLite};

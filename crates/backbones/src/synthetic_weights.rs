@@ -1,4 +1,5 @@
-//! Deterministic synthetic tensors, bit-identical to `coco_tools/synthetic.py`.
+//! Deterministic synthetic weights (every tensor a function of its key and shape), bit-identical
+//! to `coco_tools/synthetic.py`.
 //!
 //! The parity fixtures do not store weights: every tensor is a function of its state-dict key and
 //! shape, so the tests regenerate the reference model's weights here and the fixtures hold only
