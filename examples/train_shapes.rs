@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "log_every_steps": 5,
     }))?;
     config.validate()?;
-    let summary = train(&config, &RunOptions { max_steps: Some(steps), progress: true, ..RunOptions::default() })?;
+    let summary = train(&config, &RunOptions { max_steps: Some(steps), ..RunOptions::default() })?;
     println!("{} steps, last loss {:.3}, weights {}", summary.steps, summary.last_loss, summary.weights.display());
     if let Some(e) = &summary.last_eval {
         println!("val AP {:.3} AP50 {:.3}", e.stats[0], e.stats[1]);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use mixdet_train::{train, RunOptions, TrainConfig};
+use mixdet_train::{train_observed, Messages, Observer, RunOptions, StepReport, TrainConfig};
 
 /// Arguments of `mixdet train`.
 #[derive(clap::Args)]
@@ -44,8 +44,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         cfg.output_dir = dir;
     }
     let device = crate::device::parse_device(&args.device)?;
-    let opts = RunOptions { resume: args.resume, progress: !args.quiet, max_steps: args.max_steps, device };
-    let summary = train(&cfg, &opts).with_context(|| format!("training with {}", args.config.display()))?;
+    let opts = RunOptions { resume: args.resume, max_steps: args.max_steps, device };
+    let mut bar = ProgressBar::default();
+    let obs: &mut dyn Observer = if args.quiet { &mut Messages } else { &mut bar };
+    let summary =
+        train_observed(&cfg, &opts, obs).with_context(|| format!("training with {}", args.config.display()))?;
     println!(
         "{} steps, last loss {:.4}, {:.1} images/s (model step, median), {:.1} images/s (with data loading)",
         summary.steps, summary.last_loss, summary.step_images_per_sec, summary.wall_images_per_sec
@@ -58,4 +61,49 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     println!("weights: {}", summary.weights.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr, the run's messages printed above it.
+#[derive(Default)]
+struct ProgressBar(Option<indicatif::ProgressBar>);
+
+impl Observer for ProgressBar {
+    fn start(&mut self, first: u64, last: u64) {
+        let pb = indicatif::ProgressBar::new(last);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
+        {
+            pb.set_style(style);
+        }
+        pb.set_position(first);
+        self.0 = Some(pb);
+    }
+
+    fn message(&mut self, line: &str) {
+        match &self.0 {
+            Some(pb) => pb.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn step(&mut self, r: &StepReport) {
+        if let Some(pb) = &self.0 {
+            pb.set_position(r.step);
+            pb.set_message(format!(
+                "ep {} loss {:.3} (cls {:.3} reg {:.3}) lr {:.2e} {:.1} img/s",
+                r.epoch + 1,
+                r.stats.loss,
+                r.stats.classification,
+                r.stats.regression,
+                r.lr,
+                r.images_per_sec
+            ));
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(pb) = &self.0 {
+            pb.finish();
+        }
+    }
 }

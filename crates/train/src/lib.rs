@@ -23,4 +23,4 @@ pub mod trainer;
 
 pub use config::{DataConfig, TrainConfig};
 pub use error::{Result, TrainError};
-pub use trainer::{train, RunOptions, RunSummary};
+pub use trainer::{train, train_observed, Messages, Observer, RunOptions, RunSummary, StepReport};

@@ -1,5 +1,6 @@
 //! The training loop: model set-up (initialisation or timm backbone), the loader thread, SSD loss,
-//! optimiser and schedule, checkpoints, JSONL log, progress bar, periodic COCO evaluation and plot.
+//! optimiser and schedule, checkpoints, JSONL log, periodic COCO evaluation and plot; progress
+//! goes to an [`Observer`] (the library draws nothing).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -29,8 +30,6 @@ use crate::schedule::Schedule;
 pub struct RunOptions {
     /// Continue from `output_dir/checkpoint.safetensors`.
     pub resume: bool,
-    /// Show the progress bar.
-    pub progress: bool,
     /// Stop after this many steps (overrides the config's `max_steps` when smaller).
     pub max_steps: Option<u64>,
     /// Where the model, the loss and the optimiser run (the data pipeline stays on the CPU).
@@ -39,7 +38,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { resume: false, progress: false, max_steps: None, device: Device::Cpu }
+        Self { resume: false, max_steps: None, device: Device::Cpu }
     }
 }
 
@@ -74,6 +73,42 @@ pub struct StepStats {
     /// Matched anchors.
     pub positives: usize,
 }
+
+/// One optimiser step as the run reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    /// Steps done, this one included.
+    pub step: u64,
+    /// Zero-based epoch of the step's batch.
+    pub epoch: u64,
+    /// The step's losses and matched anchors.
+    pub stats: StepStats,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Images per second including waiting for data.
+    pub images_per_sec: f64,
+}
+
+/// What a training run tells its caller while it runs: the library reports, the caller decides
+/// how to show it (the CLI draws a progress bar; [`train`] alone prints the messages to stderr).
+pub trait Observer {
+    /// The run will go up to step `last`, starting after step `first` (non-zero on a resume).
+    fn start(&mut self, _first: u64, _last: u64) {}
+    /// A line for the user: a skipped record, the weights loaded, an evaluation's AP.
+    fn message(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+    /// An optimiser step is done.
+    fn step(&mut self, _report: &StepReport) {}
+    /// The run is over.
+    fn finish(&mut self) {}
+}
+
+/// Prints [`Observer::message`]s to stderr and nothing else.
+#[derive(Debug, Default)]
+pub struct Messages;
+
+impl Observer for Messages {}
 
 /// A detector with freshly initialised variables in a `VarMap` on `device`.
 pub fn build_model(config: DetectorConfig, seed: u64, device: &Device) -> Result<(VarMap, SsdLite)> {
@@ -178,11 +213,6 @@ fn history(path: &Path, upto: u64) -> (Curve, Curve, Curve) {
     (loss, ap, ap50)
 }
 
-/// Prints a line to stderr above the progress bar (also when the bar is hidden).
-fn say(pb: &indicatif::ProgressBar, line: String) {
-    pb.suspend(|| eprintln!("{line}"));
-}
-
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -213,8 +243,13 @@ fn write_resolved_config(cfg: &TrainConfig, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Trains as `cfg` says.
+/// Trains as `cfg` says, printing messages to stderr ([`Messages`]).
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    train_observed(cfg, opts, &mut Messages)
+}
+
+/// Trains as `cfg` says, reporting to `obs`.
+pub fn train_observed(cfg: &TrainConfig, opts: &RunOptions, obs: &mut dyn Observer) -> Result<RunSummary> {
     let det_cfg = DetectorConfig::resolve(&cfg.detector)?;
     let out_dir = &cfg.output_dir;
     std::fs::create_dir_all(out_dir)
@@ -229,7 +264,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         None => None,
     };
     let (varmap, model) = build_model(det_cfg.clone(), cfg.seed, &opts.device)?;
-    let pb = if opts.progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     let ckpt_path = out_dir.join("checkpoint.safetensors");
     let weights_path = out_dir.join("model.safetensors");
     let log_path = out_dir.join("log.jsonl");
@@ -237,15 +271,15 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let mut issues: Vec<Issue> = train_set.issues.clone();
     issues.extend(val_set.iter().flat_map(|v| v.issues.iter().cloned()));
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut report = |issue: &Issue, log: &mut Log, pb: &indicatif::ProgressBar| -> Result<()> {
+    let mut report = |issue: &Issue, log: &mut Log, obs: &mut dyn Observer| -> Result<()> {
         if seen.insert((issue.file.clone(), issue.record.clone())) {
-            say(pb, format!("warning: {issue}"));
+            obs.message(&format!("warning: {issue}"));
             log.write(serde_json::json!({"type": "issue", "file": issue.file, "record": issue.record, "message": issue.message}))?;
         }
         Ok(())
     };
     for issue in &issues {
-        report(issue, &mut log, &pb)?;
+        report(issue, &mut log, obs)?;
     }
     if let (Some(path), false) = (&cfg.backbone_weights, opts.resume) {
         let spec = SsdLite::backbone_spec(&det_cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
@@ -272,16 +306,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 det_cfg.backbone
             )));
         }
-        say(
-            &pb,
-            format!(
-                "backbone: {} tensors from {} ({} unused, {} left initialised)",
-                r.loaded,
-                path.display(),
-                r.unused.len(),
-                r.missing.len()
-            ),
-        );
+        obs.message(&format!(
+            "backbone: {} tensors from {} ({} unused, {} left initialised)",
+            r.loaded,
+            path.display(),
+            r.unused.len(),
+            r.missing.len()
+        ));
     }
     if let (Some(path), false) = (&cfg.init_weights, opts.resume) {
         let mut sd: HashMap<String, Tensor> = HashMap::new();
@@ -313,10 +344,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
                 r.unused.first()
             )));
         }
-        say(
-            &pb,
-            format!("initial weights: {} tensors from {} ({fresh} new left initialised)", r.loaded, path.display()),
-        );
+        obs.message(&format!(
+            "initial weights: {} tensors from {} ({fresh} new left initialised)",
+            r.loaded,
+            path.display()
+        ));
     }
     let anchors = input_anchors(&model, &opts.device)?;
     let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
@@ -327,7 +359,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             return Err(TrainError::Invalid(format!("--resume: {} does not exist", ckpt_path.display())));
         }
         pos = checkpoint::load(&varmap, &mut optimizer, &ckpt_path)?;
-        say(&pb, format!("resumed at step {} (epoch {}, batch {})", pos.step, pos.epoch + 1, pos.batch_in_epoch));
+        obs.message(&format!("resumed at step {} (epoch {}, batch {})", pos.step, pos.epoch + 1, pos.batch_in_epoch));
     }
     let samples = Arc::new(train_set.samples);
     let spec = LoaderSpec {
@@ -353,13 +385,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         warmup_factor: cfg.warmup_factor,
         total_steps,
     };
-    pb.set_length(stop_at);
-    pb.set_position(pos.step);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
-    {
-        pb.set_style(style);
-    }
+    obs.start(pos.step, stop_at);
     let (mut loss_hist, mut ap_hist, mut ap50_hist) =
         if opts.resume { history(&log_path, pos.step) } else { Default::default() };
     let mut last_eval = None;
@@ -396,7 +422,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     while pos.step < stop_at {
         let Ok(batch) = rx.recv() else { break };
         for issue in &batch.issues {
-            report(issue, &mut log, &pb)?;
+            report(issue, &mut log, obs)?;
         }
         let epoch_end = batch.batch_in_epoch + 1 == batch.batches_in_epoch;
         let next = if epoch_end {
@@ -418,16 +444,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             wall_rates.push(batch.count as f64 / wall_s);
             last_loss = s.loss;
             pos = Position { step: pos.step + 1, ..next };
-            pb.set_position(pos.step);
-            pb.set_message(format!(
-                "ep {} loss {:.3} (cls {:.3} reg {:.3}) lr {:.2e} {:.1} img/s",
-                batch.epoch + 1,
-                s.loss,
-                s.classification,
-                s.regression,
+            obs.step(&StepReport {
+                step: pos.step,
+                epoch: batch.epoch,
+                stats: s,
                 lr,
-                batch.count as f64 / wall_s
-            ));
+                images_per_sec: batch.count as f64 / wall_s,
+            });
             if pos.step % cfg.log_every_steps == 0 || pos.step == 1 {
                 loss_hist.push((pos.step as f64, s.loss as f64));
                 log.write(serde_json::json!({
@@ -446,11 +469,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         let eval_due = epoch_end && cfg.eval_every_epochs > 0 && (batch.epoch + 1) % cfg.eval_every_epochs == 0;
         if eval_due && pos.step < stop_at {
             if let Some(r) = evaluate_now(&model, &mut log, pos)? {
-                say(&pb, format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
+                obs.message(&format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
                 ap_hist.push((pos.step as f64, r.stats[0]));
                 ap50_hist.push((pos.step as f64, r.stats[1]));
                 for issue in &r.issues {
-                    report(issue, &mut log, &pb)?;
+                    report(issue, &mut log, obs)?;
                 }
                 last_eval = Some(r);
             }
@@ -464,13 +487,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     checkpoint::save(&varmap, &optimizer, pos, &weights_path, &ckpt_path)?;
     if let Some(r) = evaluate_now(&model, &mut log, pos)? {
-        say(&pb, format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
+        obs.message(&format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
         ap_hist.push((pos.step as f64, r.stats[0]));
         ap50_hist.push((pos.step as f64, r.stats[1]));
         last_eval = Some(r);
     }
     plot(&loss_hist, &ap_hist, &ap50_hist, stop_at)?;
-    pb.finish();
+    obs.finish();
     Ok(RunSummary {
         steps: pos.step,
         last_loss,
