@@ -9,7 +9,7 @@ inter_op parallelism. Prints `cpu: <lscpu model name>` on stderr and one line on
 
   tensorflow <version> threads=N median_ms=... p10=... p90=...
 
-so that a shell script can interleave rounds of it with `mixdet bench` (coco_tools/speed_tf_ssd.sh).
+so that a shell script can interleave rounds of it with `mixdet bench` (coco_tools/peers/speed_tf_ssd.sh).
 With `--onnx MODEL.onnx` the same call runs in onnxruntime (`intra_op_num_threads=N`, one
 inter-op thread), after checking that its detections equal TensorFlow's; the model comes from
 
@@ -17,7 +17,7 @@ inter-op thread), after checking that its detections equal TensorFlow's; the mod
       --outputs detection_boxes:0,detection_scores:0,detection_classes:0,num_detections:0 \
       --opset 13 --output person.onnx
 
-Usage: python coco_tools/bench_tf_ssd.py [--image examples/photos/astronaut.jpg] [--threads 2]
+Usage: python coco_tools/peers/bench_tf_ssd.py [--image examples/photos/astronaut.jpg] [--threads 2]
                                           [--iters 50] [--warmup 10] [--graph PB] [--cache DIR]
                                           [--onnx MODEL.onnx]
 """
@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from make_tf_ssd_fixtures import load_graph_bytes  # noqa: E402
 
 FETCHES = ["detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0"]
@@ -45,7 +45,7 @@ def cpu_model():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--image", default=os.path.join(os.path.dirname(__file__), "..", "examples", "photos", "astronaut.jpg"))
+    ap.add_argument("--image", default=os.path.join(os.path.dirname(__file__), "..", "..", "examples", "photos", "astronaut.jpg"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)

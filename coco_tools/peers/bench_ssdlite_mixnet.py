@@ -4,8 +4,8 @@ it) and in onnxruntime (the same module exported to ONNX) against `mixdet bench 
 same input size and threads. mixdet runs before onnxruntime, whose spinning threads slow whatever
 runs next.
 
-Usage: python coco_tools/bench_ssdlite_mixnet.py --mixdet target/release/mixdet
-           [--detector configs/detectors/ssdlite320_mixnet_s.json] [--threads 2] [--iters 30]
+Usage: python coco_tools/peers/bench_ssdlite_mixnet.py --mixdet target/release/mixdet
+           [--detector crates/detect/configs/ssdlite320_mixnet_s.json] [--threads 2] [--iters 30]
 """
 
 import argparse
@@ -38,8 +38,8 @@ class Forward(torch.nn.Module):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mixdet", required=True)
-    ap.add_argument("--detector", default=os.path.join(os.path.dirname(__file__), "..", "configs", "detectors",
-                                                       "ssdlite320_mixnet_s.json"))
+    ap.add_argument("--detector", default=os.path.join(os.path.dirname(__file__), "..", "..", "crates", "detect",
+                                                       "configs", "ssdlite320_mixnet_s.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)

@@ -3,8 +3,8 @@
 torchvision models in PyTorch (eval mode, no_grad) and the same models exported to ONNX and run
 by onnxruntime, with the same thread count, batch and input size; optionally `mixdet bench` too.
 
-    python coco_tools/bench_reference.py --threads 2 --iters 30 [--mixdet target/release/mixdet] [--json]
-    python coco_tools/bench_reference.py --device cuda --no-onnx --mixdet <cuda build of mixdet>
+    python coco_tools/peers/bench_reference.py --threads 2 --iters 30 [--mixdet target/release/mixdet] [--json]
+    python coco_tools/peers/bench_reference.py --device cuda --no-onnx --mixdet <cuda build of mixdet>
 
 With `--device cuda` both PyTorch and `mixdet bench --device cuda` run on the GPU; every timed
 PyTorch call ends with `torch.cuda.synchronize()` (mixdet's bench copies the outputs to the host).

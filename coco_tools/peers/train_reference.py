@@ -7,8 +7,8 @@ Random images and boxes of the detector's input size; `torch.set_num_threads(N)`
 prints the median images/s over the timed steps. `--device cuda` trains on the GPU (each timed
 step ends with `torch.cuda.synchronize()`).
 
-    /work/pyenv/venv/bin/python coco_tools/train_reference.py \
-        --detector configs/detectors/ssdlite320_mixnet_s_shapes.json --batch 16 --steps 10 --threads 2
+    /work/pyenv/venv/bin/python coco_tools/peers/train_reference.py \
+        --detector crates/detect/configs/ssdlite320_mixnet_s_shapes.json --batch 16 --steps 10 --threads 2
 """
 
 import argparse
@@ -76,7 +76,7 @@ def mixnet_ssdlite(cfg):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--detector", default="configs/detectors/ssdlite320_mixnet_s_shapes.json")
+    p.add_argument("--detector", default="crates/detect/configs/ssdlite320_mixnet_s_shapes.json")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)

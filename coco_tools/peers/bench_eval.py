@@ -7,7 +7,7 @@ summarizes; wall time is measured around the process and peak RSS by GNU time. R
 interleaved (one of each tool per round) so that machine noise hits every tool alike, and the
 report gives medians. Every tool's 12 stats are checked against pycocotools' first.
 
-    python coco_tools/bench_eval.py --mixdet target/release/mixdet [--rounds 5] [--slow-rounds 3]
+    python coco_tools/peers/bench_eval.py --mixdet target/release/mixdet [--rounds 5] [--slow-rounds 3]
 
 Needs /usr/bin/time (GNU time), and numpy, pycocotools, faster-coco-eval and hotcoco in the
 running Python (tools that are missing are skipped with a note). The data set is generated once into --data-dir.
@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 from make_coco_fixtures import synth  # noqa: E402
 
 PY_TOOLS = {
@@ -87,7 +87,7 @@ def run_timed(cmd):
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mixdet", default=os.path.join(root, "target", "release", "mixdet"))
     ap.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "mixdet-coco-bench"))
