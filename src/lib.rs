@@ -21,7 +21,7 @@
 //! # }
 //! ```
 //!
-//! The crates behind it, re-exported: [`mixconv`] (MixConv and the CPU/CUDA kernels),
+//! The crates behind it, re-exported: [`kernels`] (MixConv and the other CPU/CUDA kernels),
 //! [`backbones`] (MixNet, MobileNetV2/V3 as timm / torchvision define them), [`detect`] (SSDLite
 //! in the torchvision and TF Object Detection API families, anchors, NMS, the batch pipeline),
 //! [`coco`] (the pycocotools-exact evaluator), [`train`] (the training loop). The `mixdet` binary
@@ -32,7 +32,7 @@ pub mod viz;
 pub use candle_core::Device;
 pub use mixdet_detect::{DetectOptions, Detection, Detector, Error};
 pub use {
-    mixdet_backbones as backbones, mixdet_coco as coco, mixdet_detect as detect, mixdet_mixconv as mixconv,
+    mixdet_backbones as backbones, mixdet_coco as coco, mixdet_detect as detect, mixdet_kernels as kernels,
     mixdet_train as train,
 };
 

@@ -162,7 +162,7 @@ fn models_lists_every_model_with_parameter_counts_and_macs() {
     // A built-in's own file is not listed twice; an edited copy is listed besides it.
     let dir = tempfile::tempdir().expect("tempdir");
     let edited = dir.path().join("edited.json");
-    let builtin = root().join("configs/detectors/ssdlite512_mixnet_s_c3_shapes.json");
+    let builtin = root().join("crates/detect/configs/ssdlite320_mixnet_s_c3_shapes.json");
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&builtin).expect("config")).expect("json");
     cfg["input_size"] = serde_json::json!([384, 384]);
     std::fs::write(&edited, cfg.to_string()).expect("write");
@@ -177,10 +177,10 @@ fn models_lists_every_model_with_parameter_counts_and_macs() {
     let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-        .filter(|l| l["detector"] == "ssdlite512_mixnet_s_c3_shapes")
+        .filter(|l| l["detector"] == "ssdlite320_mixnet_s_c3_shapes")
         .collect();
     let inputs: Vec<&serde_json::Value> = listed.iter().map(|l| &l["input"]).collect();
-    assert_eq!(inputs, [&serde_json::json!([512, 512]), &serde_json::json!([384, 384])]);
+    assert_eq!(inputs, [&serde_json::json!([320, 320]), &serde_json::json!([384, 384])]);
 }
 
 #[test]

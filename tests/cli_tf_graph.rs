@@ -68,8 +68,11 @@ fn frozen_graph(state_dict: &HashMap<String, Tensor>) -> Vec<u8> {
 }
 
 fn shipped() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(root().join("models/ssdlite300_mobilenet_v2_person.safetensors"), &Device::Cpu)
-        .expect("shipped weights")
+    candle_core::safetensors::load(
+        root().join("crates/detect/models/ssdlite300_mobilenet_v2_person.safetensors"),
+        &Device::Cpu,
+    )
+    .expect("shipped weights")
 }
 
 fn convert(graph: &Path, out: &Path) -> std::process::Output {

@@ -9,7 +9,7 @@ fn mixdet(args: &[&str]) -> std::process::Output {
 }
 
 fn write_tiny_detector(dir: &Path, name: &str) -> String {
-    let src = format!("{}/configs/detectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let src = format!("{}/crates/detect/configs/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
     cfg["input_size"] = serde_json::json!([64, 64]);
     let path = dir.join(format!("{name}.json"));

@@ -2,7 +2,7 @@
 //! form) with its synthetic weights, whose activations decay into the subnormal range through
 //! the network, against the same weights with BatchNorm statistics calibrated on a batch (every
 //! layer's output normalised, no subnormals). mixdet flushes subnormals to zero
-//! (`mixdet_mixconv::denormals`), so the two should take the same time;
+//! (`mixdet_kernels::denormals`), so the two should take the same time;
 //! `MIXDET_DENORMALS=keep` shows what it costs without flushing.
 //!
 //! `RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench -p mixdet-backbones --bench denormals`
@@ -56,10 +56,10 @@ fn bench(c: &mut Criterion) {
             eprintln!("{name}: {e}");
         }
     }
-    let (global, candle, elementwise) = mixdet_mixconv::denormals::pools_flushing();
+    let (global, candle, elementwise) = mixdet_kernels::denormals::pools_flushing();
     eprintln!(
         "flushing: calling thread {}, rayon {global:?}, candle {candle:?}, element-wise {elementwise:?}",
-        mixdet_mixconv::denormals::flushing()
+        mixdet_kernels::denormals::flushing()
     );
     let mut group = c.benchmark_group("mixnet_s_224");
     group.sample_size(30).measurement_time(Duration::from_secs(8));

@@ -5,8 +5,8 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use mixdet_mixconv::denormals::FlushDenormals;
-use mixdet_mixconv::PaddingMode;
+use mixdet_kernels::denormals::FlushDenormals;
+use mixdet_kernels::PaddingMode;
 
 use crate::arch::{
     decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,

@@ -28,10 +28,10 @@ impl Activation {
             Activation::Identity => {}
             Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
             Activation::Relu6 => xs.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-            Activation::Silu => mixdet_mixconv::fast_math::silu_inplace(xs),
+            Activation::Silu => mixdet_kernels::fast_math::silu_inplace(xs),
             Activation::HardSwish => xs.iter_mut().for_each(|x| *x *= (*x + 3.0).clamp(0.0, 6.0) / 6.0),
             Activation::HardSigmoid => xs.iter_mut().for_each(|x| *x = (*x + 3.0).clamp(0.0, 6.0) / 6.0),
-            Activation::Sigmoid => mixdet_mixconv::fast_math::sigmoid_inplace(xs),
+            Activation::Sigmoid => mixdet_kernels::fast_math::sigmoid_inplace(xs),
         }
     }
 }

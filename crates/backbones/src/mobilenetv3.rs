@@ -5,8 +5,8 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use mixdet_mixconv::denormals::FlushDenormals;
-use mixdet_mixconv::PaddingMode;
+use mixdet_kernels::denormals::FlushDenormals;
+use mixdet_kernels::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
 use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};

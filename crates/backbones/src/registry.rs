@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use mixdet_mixconv::PaddingMode;
+use mixdet_kernels::PaddingMode;
 
 use crate::arch::DepthTrunc;
 use crate::efficientnet::{EfficientNet, EfficientNetConfig};

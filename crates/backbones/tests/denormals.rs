@@ -6,7 +6,7 @@
 use candle_core::{Device, Tensor};
 use mixdet_backbones::synthetic_weights::synthetic_tensor;
 use mixdet_backbones::{ModelOptions, ModelSpec};
-use mixdet_mixconv::denormals;
+use mixdet_kernels::denormals;
 
 #[test]
 fn a_forward_pass_makes_every_kernel_thread_flush() {

@@ -1,5 +1,5 @@
 //! Weights compiled into the library (cargo feature `builtin-weights`, on by default), so that the
-//! shipped detectors run on a fresh clone with nothing to download; `models/README.md` names their
+//! shipped detectors run on a fresh clone with nothing to download; `crates/detect/models/README.md` names their
 //! sources and licences:
 //! - `ssdlite300_mobilenet_v2_person`: the TensorFlow Object Detection API's SSDLite +
 //!   MobileNetV2 trained on photographs of people;
@@ -28,9 +28,9 @@ pub const NAMES: [&str; 3] = [PERSON, MIXCONV_PERSON, SHAPES];
 /// Stored in f16 to keep the repository small; [`state_dict`] returns them as stored (the
 /// loaders convert to f32).
 #[cfg(feature = "builtin-weights")]
-const PERSON_WEIGHTS: &[u8] = include_bytes!("../../../models/ssdlite300_mobilenet_v2_person.safetensors");
+const PERSON_WEIGHTS: &[u8] = include_bytes!("../models/ssdlite300_mobilenet_v2_person.safetensors");
 #[cfg(feature = "builtin-weights")]
-const SHAPES_WEIGHTS: &[u8] = include_bytes!("../../../models/ssdlite512_mixnet_s_c3_shapes.safetensors");
+const SHAPES_WEIGHTS: &[u8] = include_bytes!("../models/ssdlite512_mixnet_s_c3_shapes.safetensors");
 
 #[cfg(feature = "builtin-weights")]
 fn bytes(model: &str) -> Option<&'static [u8]> {

@@ -1,4 +1,4 @@
-//! Detector configurations as data (`configs/detectors/*.json`), validated on load.
+//! Detector configurations as data (`crates/detect/configs/*.json`), validated on load.
 
 use std::path::Path;
 
@@ -227,15 +227,31 @@ pub enum ConfigError {
     Unknown(String),
 }
 
-/// A built-in config: its name and `configs/detectors/<name>.json`, compiled in.
+/// How a built-in detector's config is defined.
+enum Builtin {
+    /// `crates/detect/configs/<name>.json`, compiled in.
+    File(&'static str),
+    /// Another built-in's config at another square input size: the same layers and anchor scales
+    /// (fractions of the input), so only the feature-map sizes change.
+    Resized {
+        /// The built-in it is derived from.
+        base: &'static str,
+        /// Side of the square input.
+        size: usize,
+    },
+}
+
 macro_rules! builtin {
     ($name:literal) => {
-        ($name, include_str!(concat!("../../../configs/detectors/", $name, ".json")))
+        ($name, Builtin::File(include_str!(concat!("../configs/", $name, ".json"))))
+    };
+    ($name:literal = $base:literal at $size:literal) => {
+        ($name, Builtin::Resized { base: $base, size: $size })
     };
 }
 
 /// The compiled-in detector configs: one table, from which [`BUILTIN_NAMES`] is derived.
-const BUILTINS: [(&str, &str); 13] = [
+const BUILTINS: [(&str, Builtin); 13] = [
     builtin!("ssdlite300_mobilenet_v2_person"),
     builtin!("ssdlite300_mobilenet_v2_mixconv357_person"),
     builtin!("ssdlite300_mobilenet_v2_coco"),
@@ -246,8 +262,8 @@ const BUILTINS: [(&str, &str); 13] = [
     builtin!("ssdlite320_mixnet_l"),
     builtin!("ssdlite320_mixnet_s_shapes"),
     builtin!("ssdlite320_mixnet_s_c3_shapes"),
-    builtin!("ssdlite448_mixnet_s_c3_shapes"),
-    builtin!("ssdlite512_mixnet_s_c3_shapes"),
+    builtin!("ssdlite448_mixnet_s_c3_shapes" = "ssdlite320_mixnet_s_c3_shapes" at 448),
+    builtin!("ssdlite512_mixnet_s_c3_shapes" = "ssdlite320_mixnet_s_c3_shapes" at 512),
     builtin!("ssdlite320_mixnet_s_c3td_shapes"),
 ];
 
@@ -264,15 +280,31 @@ const fn builtin_names() -> [&'static str; BUILTINS.len()] {
     names
 }
 
-fn builtin_json(name: &str) -> Option<&'static str> {
-    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, json)| *json)
+/// A built-in's config, or `None` for a name that is not built in.
+fn builtin_config(name: &str) -> Option<Result<DetectorConfig, ConfigError>> {
+    let (_, builtin) = BUILTINS.iter().find(|(n, _)| *n == name)?;
+    Some(match builtin {
+        Builtin::File(json) => DetectorConfig::from_json(json, name),
+        Builtin::Resized { base, size } => builtin_config(base)?.and_then(|mut cfg| {
+            let (from_h, from_w) = (cfg.input_size[0], cfg.input_size[1]);
+            cfg.description = format!(
+                "{base} at a {size}x{size} input ({from_h}x{from_w} there): the same layers and anchor scales \
+                 (fractions of the input), larger feature maps; small objects span {:.1}x more pixels",
+                *size as f64 / from_w as f64
+            );
+            cfg.name = name.to_string();
+            cfg.input_size = [*size, *size];
+            cfg.validate()?;
+            Ok(cfg)
+        }),
+    })
 }
 
 impl DetectorConfig {
     /// A built-in detector by name, or a config file when `name_or_path` ends in `.json`.
     pub fn resolve(name_or_path: &str) -> Result<Self, ConfigError> {
-        if let Some(json) = builtin_json(name_or_path) {
-            return Self::from_json(json, name_or_path);
+        if let Some(cfg) = builtin_config(name_or_path) {
+            return cfg;
         }
         if name_or_path.ends_with(".json") {
             return Self::from_file(Path::new(name_or_path));
@@ -425,8 +457,23 @@ mod tests {
     }
 
     #[test]
+    fn resized_builtins_change_only_the_input_size() {
+        let base = DetectorConfig::resolve("ssdlite320_mixnet_s_c3_shapes").expect("base");
+        let big = DetectorConfig::resolve("ssdlite512_mixnet_s_c3_shapes").expect("resized");
+        assert_eq!(big.input_size, [512, 512]);
+        assert!(big.description.starts_with("ssdlite320_mixnet_s_c3_shapes at a 512x512 input"), "{}", big.description);
+        let same = DetectorConfig {
+            name: base.name.clone(),
+            description: base.description.clone(),
+            input_size: base.input_size,
+            ..big
+        };
+        assert_eq!(same, base);
+    }
+
+    #[test]
     fn invalid_configs_are_reported() {
-        let json = include_str!("../../../configs/detectors/ssdlite320_mixnet_s.json");
+        let json = include_str!("../configs/ssdlite320_mixnet_s.json");
         let mut v: serde_json::Value = serde_json::from_str(json).expect("json");
         v["num_classes"] = 5.into();
         let err = DetectorConfig::from_json(&v.to_string(), "x.json").expect_err("labels mismatch");
@@ -446,7 +493,7 @@ mod tests {
 
     #[test]
     fn anchor_generators_are_chosen_by_name_and_checked() {
-        let json = include_str!("../../../configs/detectors/ssdlite300_mobilenet_v2_person.json");
+        let json = include_str!("../configs/ssdlite300_mobilenet_v2_person.json");
         let cfg = DetectorConfig::from_json(json, "person.json").expect("valid");
         assert!(matches!(cfg.anchors, AnchorGenerator::TfMultipleGrid(_)) && cfg.family == Family::TfOdApi);
         let mut v: serde_json::Value = serde_json::from_str(json).expect("json");

@@ -13,8 +13,8 @@ use mixdet_backbones::arch::KernelSpec;
 use mixdet_backbones::layers::{Activation, Conv, ConvBnAct, ConvSpec, InferencePlan};
 use mixdet_backbones::weights::{read_state_dict, CheckedStateDict, WeightsError};
 use mixdet_backbones::{Architecture, Backbone, ModelOptions, ModelSpec};
-use mixdet_mixconv::denormals::FlushDenormals;
-use mixdet_mixconv::PaddingMode;
+use mixdet_kernels::denormals::FlushDenormals;
+use mixdet_kernels::PaddingMode;
 
 use crate::anchors;
 use crate::config::{DetectorConfig, Family};
@@ -369,7 +369,7 @@ impl SsdLite {
 
     /// Runs backbone, extra layers and head on a preprocessed batch `(N, 3, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<HeadOutput> {
-        // Subnormals flushed to zero here and in the kernel pools (see `mixdet_mixconv::denormals`).
+        // Subnormals flushed to zero here and in the kernel pools (see `mixdet_kernels::denormals`).
         let _flush = FlushDenormals::new();
         let taps = self.backbone.forward_detection_taps(x, train, self.config.c3_level)?;
         let c3 = match (&self.top_down, taps.c3) {

@@ -59,7 +59,7 @@ fn config() -> DetectorConfig {
 }
 
 fn shipped_weights() -> HashMap<String, Tensor> {
-    load(&root().join("models/ssdlite300_mobilenet_v2_person.safetensors"))
+    load(&root().join("crates/detect/models/ssdlite300_mobilenet_v2_person.safetensors"))
 }
 
 fn model(state_dict: HashMap<String, Tensor>) -> SsdLite {

@@ -15,7 +15,7 @@ use mixdet_train::synth::{generate, SynthOptions};
 use mixdet_train::trainer::{build_model, input_anchors, train_step, trainable_params};
 
 fn tiny_config() -> DetectorConfig {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/detectors/ssdlite320_mixnet_s_shapes.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/detect/configs/ssdlite320_mixnet_s_shapes.json");
     let mut cfg = DetectorConfig::resolve(path).expect("synth detector config");
     cfg.input_size = [64, 64];
     cfg
@@ -138,7 +138,7 @@ fn synth_is_deterministic_and_train_zero_writes_only_val() {
 /// outputs are unchanged with the same seed, and a training step moves that scale off zero.
 #[test]
 fn top_down_merge_starts_as_identity_and_trains() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/detectors/ssdlite320_mixnet_s_c3_shapes.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/detect/configs/ssdlite320_mixnet_s_c3_shapes.json");
     let mut c3 = DetectorConfig::resolve(path).expect("C3 detector config");
     c3.input_size = [64, 64];
     let mut td = c3.clone();

@@ -2,7 +2,7 @@
 //! kernels' epilogues.
 
 use candle_core::{Result, Tensor};
-use mixdet_mixconv::FusedAct;
+use mixdet_kernels::FusedAct;
 
 /// Element-wise activations used by the MixNet / MobileNet families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

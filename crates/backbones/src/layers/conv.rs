@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use mixdet_mixconv::{conv1x1, DenseConvPlan, MixedConv2d, MixedConv2dConfig, PaddingMode, PointwisePlan, SplitRule};
+use mixdet_kernels::{conv1x1, DenseConvPlan, MixedConv2d, MixedConv2dConfig, PaddingMode, PointwisePlan, SplitRule};
 
 use super::{Activation, InferencePlan};
 use crate::arch::KernelSpec;
@@ -191,8 +191,8 @@ impl Conv {
                 }
             }
             Conv::Mixed(m) => m.forward(x),
-            Conv::Dense { weight, stride, padding } if mixdet_mixconv::dense_train::supports(x, weight) => {
-                mixdet_mixconv::dense_conv2d(x, weight, *stride, *padding)
+            Conv::Dense { weight, stride, padding } if mixdet_kernels::dense_train::supports(x, weight) => {
+                mixdet_kernels::dense_conv2d(x, weight, *stride, *padding)
             }
             Conv::Dense { weight, stride, padding } => {
                 let (_, _, h, w) = x.dims4()?;

@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use mixdet_mixconv::{DenseConvPlan, PointwisePlan};
+use mixdet_kernels::{DenseConvPlan, PointwisePlan};
 
 use super::{Activation, BnAct, Conv, ConvSpec};
 
@@ -119,7 +119,7 @@ mod tests {
     use super::*;
     use crate::arch::KernelSpec;
     use candle_core::{DType, Device};
-    use mixdet_mixconv::PaddingMode;
+    use mixdet_kernels::PaddingMode;
 
     /// Folded weights must not track gradients even when the model was built from `Var`s (as
     /// candle_nn's BatchNorm always makes its running statistics), or the MixConv kernel falls

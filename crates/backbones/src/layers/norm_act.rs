@@ -2,13 +2,13 @@
 
 use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
-use mixdet_mixconv::FusedAct;
+use mixdet_kernels::FusedAct;
 
 use super::Activation;
 
 /// BatchNorm2d followed by an activation (timm's `BatchNormAct2d`).
 ///
-/// Training runs [`mixdet_mixconv::batch_norm_act_train`] (one op, with the activation, forward
+/// Training runs [`mixdet_kernels::batch_norm_act_train`] (one op, with the activation, forward
 /// and backward) and updates the running statistics as PyTorch does (momentum 0.1, unbiased
 /// variance); inference applies the running statistics.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl BnAct {
             Some(f) => (f, Activation::Identity),
             None => (FusedAct::None, self.act),
         };
-        let out = mixdet_mixconv::batch_norm_act_train(x, &self.weight, &self.bias, self.eps, fused)?;
+        let out = mixdet_kernels::batch_norm_act_train(x, &self.weight, &self.bias, self.eps, fused)?;
         let count = (x.elem_count() / self.channels) as f64;
         let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
         let mean = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (out.mean * BN_MOMENTUM)?)?;

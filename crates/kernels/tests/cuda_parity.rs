@@ -3,14 +3,14 @@
 //! sweep of kernel sizes, strides, dilations, padding rules and sizes as the CPU tests.
 //!
 //! Built only with `--features cuda`, and then it needs a CUDA device: run on a GPU machine
-//! with `cargo test -p mixdet-mixconv --features cuda --test cuda_parity`.
+//! with `cargo test -p mixdet-kernels --features cuda --test cuda_parity`.
 #![cfg(feature = "cuda")]
 
 mod common;
 
 use candle_core::{Device, Result, Tensor, Var};
 use common::{max_abs_diff, rand_tensor, rel_err, sweep, Case};
-use mixdet_mixconv::{FusedAct, MixedConv2d};
+use mixdet_kernels::{FusedAct, MixedConv2d};
 
 const TOL: f32 = 1e-4;
 

@@ -1,4 +1,9 @@
-//! Mixed depthwise convolution (MixConv, Tan & Le, BMVC 2019) for candle.
+//! The compute kernels mixdet's models run on, as candle ops: MixConv (mixed depthwise
+//! convolution, Tan & Le, BMVC 2019) first, and the other layers whose candle implementations are
+//! too slow for small detectors: pointwise (1x1) and dense (stem) convolutions with a fused
+//! bias/activation epilogue, training-time BatchNorm with its activation, fast activations, and
+//! the control of subnormal floats ([`denormals`]) that keeps their speed independent of the
+//! values in the weights and images.
 //!
 //! A MixConv layer splits its channels into groups and convolves each group depthwise with its
 //! own kernel size (3x3, 5x5, 7x7, ...). This crate holds the channel-split rules, the padding
@@ -19,7 +24,7 @@
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
-//! use mixdet_mixconv::{FusedAct, MixedConv2d, MixedConv2dConfig};
+//! use mixdet_kernels::{FusedAct, MixedConv2d, MixedConv2dConfig};
 //!
 //! # fn main() -> candle_core::Result<()> {
 //! let dev = Device::Cpu;

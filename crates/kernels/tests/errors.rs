@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::rand_tensor;
-use mixdet_mixconv::{FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
+use mixdet_kernels::{FusedAct, MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
 
 fn layer(kernels: Vec<usize>, padding: PaddingMode) -> Result<MixedConv2d> {
     let config = MixedConv2dConfig { padding, ..MixedConv2dConfig::depthwise(6, kernels, 2) };

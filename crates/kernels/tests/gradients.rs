@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::{multi_group, rand_tensor, rel_err, sweep, Case};
-use mixdet_mixconv::{FusedAct, MixedConv2d, PaddingMode, SplitRule};
+use mixdet_kernels::{FusedAct, MixedConv2d, PaddingMode, SplitRule};
 
 /// Gradients of `sum(y * r)` with respect to the input and each group's weights.
 struct Grads {

@@ -3,12 +3,12 @@
 //! Also the training stem (a dense 3x3 stride-2 conv on a batch of 16 images at 320x320, the
 //! image tracking no gradient): candle's `conv2d` against `dense_conv2d`, forward + backward.
 //!
-//! `RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench -p mixdet-mixconv`
+//! `RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 cargo bench -p mixdet-kernels`
 //! (`MIXDET_MIXCONV_ISA=portable` times the fused op without AVX2/FMA).
 
 use candle_core::{Device, Result, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mixdet_mixconv::{dense_conv2d, MixedConv2d, MixedConv2dConfig, PaddingMode};
+use mixdet_kernels::{dense_conv2d, MixedConv2d, MixedConv2dConfig, PaddingMode};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
         // Constant weights: the inference layer, its weights packed once.
         let inference = MixedConv2d::new(trainable.config().clone(), trainable.weights().to_vec(), None)
             .expect("layer")
-            .with_impl(mixdet_mixconv::MixConvImpl::Auto);
+            .with_impl(mixdet_kernels::MixConvImpl::Auto);
         let x = Tensor::randn(0f32, 1.0, shape.input, &dev).expect("input");
         let xv = Var::from_tensor(&x).expect("var");
         let slow = shape.input.0 > 1;

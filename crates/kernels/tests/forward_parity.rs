@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{DType, Device, Result};
 use common::{max_abs, max_abs_diff, rand_tensor, sweep, Case};
-use mixdet_mixconv::{FusedAct, MixedConv2d, PaddingMode, SplitRule};
+use mixdet_kernels::{FusedAct, MixedConv2d, PaddingMode, SplitRule};
 
 #[test]
 fn fused_op_matches_reference_on_every_configuration() -> Result<()> {
@@ -96,7 +96,7 @@ fn fused_bias_and_activations_match_candle_ops() -> Result<()> {
 #[test]
 fn layer_bias_and_fused_bias_add_up() -> Result<()> {
     let dev = Device::Cpu;
-    let config = mixdet_mixconv::MixedConv2dConfig::depthwise(6, vec![3, 5], 1);
+    let config = mixdet_kernels::MixedConv2dConfig::depthwise(6, vec![3, 5], 1);
     let weights = config
         .weight_shapes()
         .iter()
@@ -117,7 +117,7 @@ fn layer_bias_and_fused_bias_add_up() -> Result<()> {
 #[test]
 fn half_precision_inputs_convert_around_the_kernel() -> Result<()> {
     let dev = Device::Cpu;
-    let config = mixdet_mixconv::MixedConv2dConfig::depthwise(8, vec![3, 5], 2);
+    let config = mixdet_kernels::MixedConv2dConfig::depthwise(8, vec![3, 5], 2);
     let weights = config.weight_shapes().iter().map(|s| rand_tensor(s, 0.3, 8, &dev)).collect::<Result<Vec<_>>>()?;
     let layer = MixedConv2d::new(config, weights, None)?;
     let x = rand_tensor(&[2, 8, 10, 11], 1.5, 9, &dev)?;
@@ -134,7 +134,7 @@ fn half_precision_inputs_convert_around_the_kernel() -> Result<()> {
 #[test]
 fn non_contiguous_input_gives_the_same_result() -> Result<()> {
     let dev = Device::Cpu;
-    let layer = MixedConv2d::randn(mixdet_mixconv::MixedConv2dConfig::depthwise(6, vec![3, 7], 1), 0.5, &dev)?;
+    let layer = MixedConv2d::randn(mixdet_kernels::MixedConv2dConfig::depthwise(6, vec![3, 7], 1), 0.5, &dev)?;
     let x = rand_tensor(&[2, 6, 9, 13], 1.5, 10, &dev)?;
     let xt = x.transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
     assert!(!xt.is_contiguous());

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Result, Tensor};
-use mixdet_mixconv::{MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
+use mixdet_kernels::{MixedConv2d, MixedConv2dConfig, PaddingMode, SplitRule};
 
 /// A reproducible tensor of uniform values in `[-scale, scale)` (candle's CPU `randn` cannot be
 /// seeded, and a failing case must fail every time).

@@ -20,7 +20,7 @@ mod ptx {
 pub(crate) const MAX_GROUPS: usize = 8;
 
 /// The candle module name the PTX is cached under.
-const MODULE: &str = "mixdet_mixconv";
+const MODULE: &str = "mixdet_kernels";
 
 /// Threads per block for the element-wise kernels; `GRAD_WEIGHT_THREADS` in `mixconv.cu` for the
 /// weight gradient.
