@@ -64,7 +64,8 @@ STAGES = [
      [init("stage2"), "epochs=8", "lr=0.02", "warmup_steps=50", "warmup_factor=0.01", "seed=3",
       f"output_dir={run('stage3')}"]),
     ("4", "shapes_mixnet_s_c3_stage4.json", C3, CPU, [],
-     [S320, init("stage3"), "init_rename=" + json.dumps(RENAME), "init_new=" + json.dumps(NEW_C3),
+     [S320, init("stage3"), "init_rename=" + json.dumps(RENAME, separators=(",", ":")),
+      "init_new=" + json.dumps(NEW_C3, separators=(",", ":")),
       "epochs=20", "lr=0.03", "warmup_steps=100", "augment.zoom_out=true", "augment.iou_crop=true",
       "eval_every_epochs=4", "seed=4", f"output_dir={run('c3_stage4')}"]),
     ("5", "shapes_mixnet_s_c3_stage5.json", C3, CPU, [],
@@ -99,8 +100,8 @@ STAGES = [
      [S320, init("c3_stage12"), *data("data/synth13"), "epochs=2", "lr=0.007", "warmup_steps=100",
       "augment.iou_crop=true", "seed=16", f"output_dir={run('c3_stage13')}"]),
     ("14", "shapes_mixnet_s_c3_448_stage14.json", C3, GPU,
-     [f"mixdet convert --weights {run('c3_stage13')}/model.safetensors "
-      f"--out {run('c3_stage13')}/model_f16.safetensors --dtype f16", synth(17, 24528)],
+     [f"mixdet convert --weights {run('c3_stage13')}/model.safetensors \\\n"
+      f"    --out {run('c3_stage13')}/model_f16.safetensors --dtype f16", synth(17, 24528)],
      [S448, f"init_weights={run('c3_stage13')}/model_f16.safetensors", *data("data/synth17"), "lr=0.01",
       "augment.iou_crop=true", "seed=17", "prefetch_batches=6", f"output_dir={run('c3_448_stage14')}"]),
     ("15", "shapes_mixnet_s_c3_448_stage15.json", C3, GPU, [synth(19, 8800)],
@@ -156,14 +157,19 @@ def apply_overrides(config, overrides):
     return config
 
 
-def commands(stage):
+def commands(stage, width=100):
+    """The stage's shell commands, `mixdet train`'s wrapped at `width` columns."""
     name, _, recipe, flags, before, sets = stage
-    lines = list(before)
-    args = ["mixdet", "train", "--config", recipe, *flags]
-    for s in sets:
-        args += ["--set", s]
-    lines.append(shlex.join(args))
-    return lines
+    words = [shlex.join(["mixdet", "train", "--config", recipe, *flags])]
+    words += [shlex.join(["--set", s]) for s in sets]
+    lines, line = [], words[0]
+    for w in words[1:]:
+        if len(line) + 1 + len(w) > width - 2:
+            lines.append(line + " \\")
+            line = "    " + w
+        else:
+            line += " " + w
+    return list(before) + lines + [line]
 
 
 def same_detector(old, new):
