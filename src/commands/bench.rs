@@ -20,7 +20,7 @@ pub struct BenchArgs {
     #[arg(long, required_unless_present = "nms")]
     pub model: Option<String>,
     /// Instead of a model, time class-aware NMS (IoU 0.5) on this many synthetic boxes, the same
-    /// boxes as `coco_tools/bench_nms.py` gives torchvision's `batched_nms`.
+    /// boxes as `coco_tools/peers/bench_nms.py` gives torchvision's `batched_nms`.
     #[arg(long, value_name = "BOXES")]
     pub nms: Option<usize>,
     /// Classes of the synthetic NMS boxes.
@@ -102,7 +102,7 @@ fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<P
     ))
 }
 
-/// Synthetic boxes shared with `coco_tools/bench_nms.py`: corners from `uniform01` keyed by the
+/// Synthetic boxes shared with `coco_tools/peers/bench_nms.py`: corners from `uniform01` keyed by the
 /// box count, 640-pixel image, sides 8..136 px, scores uniform, classes uniform.
 fn nms_step(n: usize, classes: usize) -> Result<Prepared> {
     use mixdet_backbones::synthetic_weights::uniform01;

@@ -1,9 +1,9 @@
 //! Deterministic synthetic weights (every tensor a function of its key and shape), bit-identical
-//! to `coco_tools/synthetic.py`.
+//! to `coco_tools/fixtures/synthetic.py`.
 //!
 //! The parity fixtures do not store weights: every tensor is a function of its state-dict key and
 //! shape, so the tests regenerate the reference model's weights here and the fixtures hold only
-//! the reference outputs. See `coco_tools/synthetic.py` for the value rules.
+//! the reference outputs. See `coco_tools/fixtures/synthetic.py` for the value rules.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,7 +73,7 @@ pub fn synthetic_state_dict<'a>(
     keys.into_iter().map(|(k, s)| Ok((k.to_string(), synthetic_tensor(k, s, device)?))).collect()
 }
 
-/// The synthetic state dict described by a fixture manifest written by the `coco_tools/make_*_fixtures.py`
+/// The synthetic state dict described by a fixture manifest written by the `coco_tools/fixtures/make_*_fixtures.py`
 /// scripts: a JSON object whose `state_dict` is a list of `[key, shape, dtype]` in the reference's order.
 pub fn state_dict_from_manifest(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let text =
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn generator_matches_python() {
-        // Printed by coco_tools/synthetic.py: uniform01("abc", 3), synthetic_array("x.weight", (2, 3)).
+        // Printed by coco_tools/fixtures/synthetic.py: uniform01("abc", 3), synthetic_array("x.weight", (2, 3)).
         assert_eq!(uniform01("abc", 3), vec![0.16362261886774687, 0.2869840674260956, 0.009036295911877046]);
         let w = synthetic_values("x.weight", &[2, 3]);
         let expected = [-1.0132629871368408f64 as f32, 0.27954062819480896f64 as f32, 0.7664997577667236f64 as f32];

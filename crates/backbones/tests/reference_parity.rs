@@ -1,6 +1,6 @@
 //! Parity with the reference implementations (timm 1.0.31, torchvision 0.29.2).
 //!
-//! Fixtures come from `coco_tools/make_backbone_fixtures.py`: the reference model's state dict is
+//! Fixtures come from `coco_tools/fixtures/make_backbone_fixtures.py`: the reference model's state dict is
 //! filled with the synthetic values of `mixdet_backbones::synthetic_weights` (so no weights are stored),
 //! and the fixture holds the state-dict manifest plus the reference logits and feature maps for a
 //! square (37x37) and a non-square (32x48) input. Tolerance: max |ours - reference| <= 1e-4 times

@@ -1,5 +1,5 @@
 //! timm's evaluation transform (timm 1.0.31, torchvision 0.29.2, Pillow 13.0.0) against
-//! `mixdet_backbones::transforms`, from the same pixels (`coco_tools/make_transform_fixtures.py`):
+//! `mixdet_backbones::transforms`, from the same pixels (`coco_tools/fixtures/make_transform_fixtures.py`):
 //! the 8-bit resized and cropped image is identical, byte for byte (its FNV-1a hash and channel
 //! sums), and the normalised tensor's first values and sum equal timm's (its arithmetic is the
 //! same f32 operations).

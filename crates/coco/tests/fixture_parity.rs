@@ -1,4 +1,4 @@
-//! Parity with pycocotools on the committed fixtures (coco_tools/make_coco_fixtures.py).
+//! Parity with pycocotools on the committed fixtures (coco_tools/fixtures/make_coco_fixtures.py).
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
 //! Parity of the error analysis with tidecv 1.0.1 on the committed fixtures
-//! (coco_tools/make_tide_fixtures.py writes each case's `tide.json`).
+//! (coco_tools/fixtures/make_tide_fixtures.py writes each case's `tide.json`).
 
 use std::path::{Path, PathBuf};
 

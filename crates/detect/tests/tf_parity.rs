@@ -1,5 +1,5 @@
 //! Parity with TensorFlow running the TF Object Detection API frozen graph of the shipped person
-//! detector (`coco_tools/make_tf_ssd_fixtures.py`, TensorFlow 2.21).
+//! detector (`coco_tools/fixtures/make_tf_ssd_fixtures.py`, TensorFlow 2.21).
 //!
 //! The `f16` fixtures come from TensorFlow running the graph with every variable rounded to f16,
 //! i.e. exactly the weights mixdet ships, so they are compared tightly (the tolerances):
@@ -195,7 +195,7 @@ fn shipped_weights_stay_close_to_the_published_graph() {
 }
 
 /// The published f32 weights, read from the frozen graph itself when `MIXDET_TF_GRAPH` names it
-/// (`coco_tools/make_tf_ssd_fixtures.py` downloads it; CI has no copy).
+/// (`coco_tools/fixtures/make_tf_ssd_fixtures.py` downloads it; CI has no copy).
 #[test]
 fn graph_weights_match_tensorflow() {
     let Some(path) = std::env::var_os("MIXDET_TF_GRAPH") else {

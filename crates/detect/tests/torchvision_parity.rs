@@ -1,6 +1,6 @@
 //! Parity with torchvision 0.29.2's `ssdlite320_mobilenet_v3_large`, NMS and resize.
 //!
-//! Fixtures: `coco_tools/make_ssdlite_fixtures.py` (synthetic weights regenerated here bit for bit).
+//! Fixtures: `coco_tools/fixtures/make_ssdlite_fixtures.py` (synthetic weights regenerated here bit for bit).
 //! Tolerances (issue 4): head outputs and anchors within 1e-4 (relative to the output's largest
 //! magnitude for the head, absolute pixels for anchors), detections: labels equal, boxes within
 //! 1e-3 px, scores within 1e-5.

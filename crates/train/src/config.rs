@@ -303,7 +303,8 @@ mod tests {
     }
 
     /// Every training config in `configs/train/` parses, validates and names a detector config
-    /// (a file, or a built-in name) that parses too.
+    /// (a file, or a built-in name) that parses too; weights to start from are built in or in the
+    /// repository (a run's own files come in only as documented `--set` overrides).
     #[test]
     fn shipped_configs_are_valid() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -318,6 +319,15 @@ mod tests {
                 mixdet_detect::DetectorConfig::resolve(&cfg.detector)
             };
             parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for weights in [&cfg.init_weights, &cfg.backbone_weights].into_iter().flatten() {
+                let built_in = weights.to_str().is_some_and(|w| mixdet_detect::builtin_weights::NAMES.contains(&w));
+                assert!(
+                    built_in || root.join(weights).is_file(),
+                    "{}: {} is not in a clone",
+                    path.display(),
+                    weights.display()
+                );
+            }
             n += 1;
         }
         assert!(n >= 3, "{n} configs");

@@ -1,13 +1,16 @@
-//! COCO-format training data: the records of an instances file, checked record by record. A bad
-//! record (missing image file, zero-area or non-finite box, unknown category) is reported with its
-//! file and id and skipped; decoding errors are reported when the image is read.
+//! COCO-format training data: the instances file as the `coco` crate reads it (the reader the
+//! evaluator uses, so a file that trains also evaluates), then checked for training record by
+//! record. A record training cannot use (missing image file, zero-area box, category outside the
+//! detector's labels) is reported with its file and id and skipped; a file that is not a valid
+//! COCO instances file is an error naming the file and the record. Decoding errors are reported
+//! when the image is read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use mixdet_coco::GroundTruth;
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 
 /// A ground-truth box in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,7 +49,8 @@ impl std::fmt::Display for Issue {
     }
 }
 
-/// A loaded data set: usable samples plus the records that were skipped.
+/// A loaded data set: usable samples, the records that were skipped, and the ground truth as the
+/// evaluator reads it.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     /// Samples in file order.
@@ -55,46 +59,10 @@ pub struct Dataset {
     pub issues: Vec<Issue>,
     /// Category id → name.
     pub categories: HashMap<i64, String>,
-}
-
-#[derive(Deserialize)]
-struct RawImage {
-    id: i64,
-    file_name: String,
-}
-
-#[derive(Deserialize)]
-struct RawAnnotation {
-    #[serde(default)]
-    id: i64,
-    image_id: i64,
-    category_id: i64,
-    bbox: Vec<f64>,
-    #[serde(default)]
-    iscrowd: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct RawCategory {
-    id: i64,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct RawFile {
-    images: Vec<RawImage>,
-    #[serde(default)]
-    annotations: Vec<RawAnnotation>,
-    categories: Vec<RawCategory>,
-}
-
-fn truthy(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
-        _ => false,
-    }
+    /// The instances file, unfiltered: what evaluation scores against.
+    pub ground_truth: GroundTruth,
+    /// The instances file's path.
+    pub annotations: PathBuf,
 }
 
 impl Dataset {
@@ -102,34 +70,38 @@ impl Dataset {
     /// category ids, which must lie in `1..num_classes`; others are reported as unknown.
     pub fn load(annotations: &Path, image_dir: &Path, num_classes: usize) -> Result<Self> {
         let origin = annotations.display().to_string();
-        let bytes = std::fs::read(annotations).map_err(|source| TrainError::Io { path: origin.clone(), source })?;
-        let raw: RawFile =
-            serde_json::from_slice(&bytes).map_err(|source| TrainError::Json { path: origin.clone(), source })?;
+        let ground_truth = GroundTruth::from_path(annotations)?;
         let mut issues = Vec::new();
         let issue = |record: String, message: String| Issue { file: origin.clone(), record, message };
-        let categories: HashMap<i64, String> = raw.categories.iter().map(|c| (c.id, c.name.clone())).collect();
+        let categories = ground_truth.category_names();
         let mut index: HashMap<i64, usize> = HashMap::new();
-        let mut samples = Vec::with_capacity(raw.images.len());
-        for img in &raw.images {
-            let path = image_dir.join(&img.file_name);
-            if index.contains_key(&img.id) {
-                issues.push(issue(format!("image {}", img.id), "duplicate image id".into()));
+        let mut known_images: HashMap<i64, ()> = HashMap::new();
+        let mut samples = Vec::with_capacity(ground_truth.images.len());
+        for img in &ground_truth.images {
+            let record = format!("image {}", img.id);
+            if known_images.insert(img.id, ()).is_some() {
+                issues.push(issue(record, "duplicate image id".into()));
                 continue;
             }
+            let Some(file_name) = &img.file_name else {
+                issues.push(issue(record, "no file_name".into()));
+                continue;
+            };
+            let path = image_dir.join(file_name);
             if !path.is_file() {
-                issues.push(issue(format!("image {}", img.id), format!("image file {} not found", path.display())));
+                issues.push(issue(record, format!("image file {} not found", path.display())));
                 continue;
             }
             index.insert(img.id, samples.len());
             samples.push(Sample { image_id: img.id, path, boxes: Vec::new() });
         }
-        for a in &raw.annotations {
+        for a in &ground_truth.annotations {
             let record = format!("annotation {} (image {})", a.id, a.image_id);
-            if truthy(&a.iscrowd) {
+            if a.iscrowd {
                 continue;
             }
             let Some(&si) = index.get(&a.image_id) else {
-                if !raw.images.iter().any(|i| i.id == a.image_id) {
+                if !known_images.contains_key(&a.image_id) {
                     issues.push(issue(record, "refers to an unknown image".into()));
                 }
                 continue;
@@ -141,14 +113,8 @@ impl Dataset {
                 ));
                 continue;
             }
-            let [x, y, w, h] = match a.bbox.as_slice() {
-                &[x, y, w, h] => [x, y, w, h],
-                _ => {
-                    issues.push(issue(record, format!("bbox has {} values, expected 4", a.bbox.len())));
-                    continue;
-                }
-            };
-            if ![x, y, w, h].iter().all(|v| v.is_finite()) || w <= 0.0 || h <= 0.0 {
+            let [x, y, w, h] = a.bbox;
+            if w <= 0.0 || h <= 0.0 {
                 issues.push(issue(record, format!("zero-area or invalid bbox [{x}, {y}, {w}, {h}]")));
                 continue;
             }
@@ -157,7 +123,7 @@ impl Dataset {
                 label: a.category_id as u32,
             });
         }
-        Ok(Self { samples, issues, categories })
+        Ok(Self { samples, issues, categories, ground_truth, annotations: annotations.to_path_buf() })
     }
 }
 
@@ -190,11 +156,11 @@ mod tests {
         let json = serde_json::json!({
             "images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "missing.png"}],
             "annotations": [
-                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 3, 4], "iscrowd": 0},
-                {"id": 2, "image_id": 1, "category_id": 9, "bbox": [1, 1, 3, 4], "iscrowd": 0},
-                {"id": 3, "image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 4], "iscrowd": 0},
-                {"id": 4, "image_id": 1, "category_id": 1, "bbox": [0, 0, 8, 8], "iscrowd": 1},
-                {"id": 5, "image_id": 2, "category_id": 1, "bbox": [1, 1, 3, 4], "iscrowd": 0}
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 3, 4], "area": 12, "iscrowd": 0},
+                {"id": 2, "image_id": 1, "category_id": 9, "bbox": [1, 1, 3, 4], "area": 12, "iscrowd": 0},
+                {"id": 3, "image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 4], "area": 0, "iscrowd": 0},
+                {"id": 4, "image_id": 1, "category_id": 1, "bbox": [0, 0, 8, 8], "area": 64, "iscrowd": 1},
+                {"id": 5, "image_id": 2, "category_id": 1, "bbox": [1, 1, 3, 4], "area": 12, "iscrowd": 0}
             ],
             "categories": [{"id": 1, "name": "circle"}, {"id": 9, "name": "other"}]
         });
@@ -206,5 +172,11 @@ mod tests {
         let records: Vec<&str> = ds.issues.iter().map(|i| i.record.as_str()).collect();
         assert_eq!(records, ["image 2", "annotation 2 (image 1)", "annotation 3 (image 1)"]);
         assert!(ds.issues[1].message.contains("unknown category 9"));
+        assert_eq!(ds.ground_truth.annotations.len(), 5, "the evaluator's view is unfiltered");
+
+        // A file the evaluator would refuse is refused here too, naming the file and the record.
+        std::fs::write(&ann, json.to_string().replace("\"bbox\":[1,1,0,4]", "\"bbox\":[1,1,0]")).unwrap();
+        let err = Dataset::load(&ann, dir.path(), 3).unwrap_err().to_string();
+        assert!(err.contains("ann.json") && err.contains("annotations[2]"), "{err}");
     }
 }

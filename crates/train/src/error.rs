@@ -36,8 +36,8 @@ pub enum TrainError {
     /// Weights could not be loaded.
     #[error(transparent)]
     Weights(#[from] mixdet_backbones::weights::WeightsError),
-    /// The evaluator refused the data.
-    #[error("COCO evaluation: {0}")]
+    /// A COCO file could not be read, or the evaluator refused the data.
+    #[error(transparent)]
     Coco(#[from] mixdet_coco::CocoError),
     /// A tensor operation failed.
     #[error(transparent)]

@@ -1,13 +1,13 @@
 //! Running a detector over a data set and scoring it with the project's pycocotools-exact
 //! evaluator: the one loop behind `mixdet eval --images`, the trainer's evaluation and library users.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::Device;
-use mixdet_coco::{evaluate, Detection, GroundTruth, Params};
+use mixdet_coco::{evaluate, Detection, Params};
 use mixdet_detect::{PostprocessConfig, SsdLite};
 
-use crate::dataset::{Issue, Sample};
+use crate::dataset::{Dataset, Issue};
 use crate::error::{Result, TrainError};
 
 /// Detections of a data set's images in COCO's results form, with what happened to each image.
@@ -74,18 +74,18 @@ pub struct EvalResult {
     pub issues: Vec<Issue>,
 }
 
-/// Runs `model` (eval mode, on `device`) on `samples` through detection's batch pipeline (the one
-/// `mixdet detect` and `mixdet eval` use) and evaluates against the instances file `annotations`.
-/// Detections are kept above `score_thresh` (low, so that the precision-recall curve is complete).
+/// Runs `model` (eval mode, on `device`) on the data set's usable images through detection's
+/// batch pipeline (the one `mixdet detect` and `mixdet eval` use) and evaluates against its ground
+/// truth. Detections are kept above `score_thresh` (low, so that the precision-recall curve is
+/// complete).
 pub fn evaluate_detector(
     model: &SsdLite,
     device: &Device,
-    samples: &[Sample],
-    annotations: &Path,
+    data: &Dataset,
     batch_size: usize,
     score_thresh: f32,
 ) -> Result<EvalResult> {
-    let gt = GroundTruth::from_path(annotations)?;
+    let (gt, samples) = (&data.ground_truth, &data.samples);
     let pp = PostprocessConfig { score_thresh, ..model.config().postprocess };
     let images: Vec<(i64, PathBuf)> = samples.iter().map(|s| (s.image_id, s.path.clone())).collect();
     let run = detect_dataset(model, device, &images, batch_size, &pp, |_, _| {})?;
@@ -99,9 +99,9 @@ pub fn evaluate_detector(
         })
         .collect();
     let (dets, timings) = (run.detections, run.timings);
-    let eval = evaluate(&gt, &dets, &Params::for_ground_truth(&gt))?;
+    let eval = evaluate(gt, &dets, &Params::for_ground_truth(gt))?;
     let stats = eval
         .stats()
-        .ok_or_else(|| TrainError::Invalid(format!("{}: evaluation has no summary", annotations.display())))?;
+        .ok_or_else(|| TrainError::Invalid(format!("{}: evaluation has no summary", data.annotations.display())))?;
     Ok(EvalResult { stats, images: timings.images, detections: dets.len(), issues })
 }

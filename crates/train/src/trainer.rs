@@ -15,7 +15,7 @@ use mixdet_detect::{BoxCoder, DetectorConfig, Family, SsdLite};
 
 use crate::checkpoint::{self, Position};
 use crate::config::TrainConfig;
-use crate::dataset::{Dataset, Issue};
+use crate::dataset::{Dataset, Issue, Sample};
 use crate::error::{Result, TrainError};
 use crate::evaluate::{evaluate_detector, EvalResult};
 use crate::init::{initialise, is_running_stat, load_backbone};
@@ -248,262 +248,383 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     train_observed(cfg, opts, &mut Messages)
 }
 
-/// Trains as `cfg` says, reporting to `obs`.
+/// Trains as `cfg` says, reporting to `obs`: [`Run::setup`] then [`Run::fit`].
 pub fn train_observed(cfg: &TrainConfig, opts: &RunOptions, obs: &mut dyn Observer) -> Result<RunSummary> {
-    let det_cfg = DetectorConfig::resolve(&cfg.detector)?;
-    let out_dir = &cfg.output_dir;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|source| TrainError::Io { path: out_dir.display().to_string(), source })?;
-    write_resolved_config(cfg, &out_dir.join("config.json"))?;
-    let train_set = Dataset::load(&cfg.train.annotations, &cfg.train.images, det_cfg.num_classes)?;
-    if train_set.samples.is_empty() {
-        return Err(TrainError::Invalid(format!("{}: no usable training images", cfg.train.annotations.display())));
+    Run::setup(cfg, opts, obs)?.fit(obs)
+}
+
+/// What a run writes into its folder besides the checkpoint: the JSONL log (steps, evaluations,
+/// skipped records) and the loss / AP plot.
+struct RunRecord {
+    log: Log,
+    plot_path: PathBuf,
+    loss: Curve,
+    ap: Curve,
+    ap50: Curve,
+    seen: HashSet<(String, String)>,
+    issues: Vec<Issue>,
+}
+
+impl RunRecord {
+    fn open(out_dir: &Path, append: bool) -> Result<Self> {
+        Ok(Self {
+            log: Log::open(&out_dir.join("log.jsonl"), append)?,
+            plot_path: out_dir.join("plot.png"),
+            loss: Vec::new(),
+            ap: Vec::new(),
+            ap50: Vec::new(),
+            seen: HashSet::new(),
+            issues: Vec::new(),
+        })
     }
-    let val_set = match &cfg.val {
-        Some(v) => Some(Dataset::load(&v.annotations, &v.images, det_cfg.num_classes)?),
-        None => None,
-    };
-    let (varmap, model) = build_model(det_cfg.clone(), cfg.seed, &opts.device)?;
-    let ckpt_path = out_dir.join("checkpoint.safetensors");
-    let weights_path = out_dir.join("model.safetensors");
-    let log_path = out_dir.join("log.jsonl");
-    let mut log = Log::open(&log_path, opts.resume)?;
-    let mut issues: Vec<Issue> = train_set.issues.clone();
-    issues.extend(val_set.iter().flat_map(|v| v.issues.iter().cloned()));
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut report = |issue: &Issue, log: &mut Log, obs: &mut dyn Observer| -> Result<()> {
-        if seen.insert((issue.file.clone(), issue.record.clone())) {
+
+    /// Reports a skipped record once (to the observer and the log).
+    fn issue(&mut self, issue: &Issue, obs: &mut dyn Observer) -> Result<()> {
+        if self.seen.insert((issue.file.clone(), issue.record.clone())) {
             obs.message(&format!("warning: {issue}"));
-            log.write(serde_json::json!({"type": "issue", "file": issue.file, "record": issue.record, "message": issue.message}))?;
+            self.issues.push(issue.clone());
+            self.log.write(serde_json::json!({
+                "type": "issue", "file": issue.file, "record": issue.record, "message": issue.message,
+            }))?;
         }
         Ok(())
-    };
-    for issue in &issues {
-        report(issue, &mut log, obs)?;
     }
-    if let (Some(path), false) = (&cfg.backbone_weights, opts.resume) {
-        let spec = SsdLite::backbone_spec(&det_cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        if det_cfg.family == Family::TfOdApi {
-            return Err(TrainError::Invalid(
-                "backbone_weights: a tf_od_api detector's variables have TF names; start it from a whole \
-                 detector with init_weights (a built-in name, a converted .safetensors or the .pb)"
-                    .into(),
-            ));
-        }
-        if !matches!(spec.architecture, Architecture::EfficientNet(_)) {
-            return Err(TrainError::Invalid(
-                "backbone_weights: only timm (EfficientNet-family) trunks are supported; torchvision MobileNetV3 \
-                 weights load through the detector's own key layout"
-                    .into(),
-            ));
-        }
-        let sd = mixdet_backbones::weights::read_state_dict(path)?;
-        let r = load_backbone(&varmap, &sd, "backbone.body.", path)?;
-        if r.loaded == 0 {
-            return Err(TrainError::Invalid(format!(
-                "{}: no tensor matches the {} trunk",
-                path.display(),
-                det_cfg.backbone
-            )));
-        }
-        obs.message(&format!(
-            "backbone: {} tensors from {} ({} unused, {} left initialised)",
-            r.loaded,
-            path.display(),
-            r.unused.len(),
-            r.missing.len()
-        ));
+
+    fn step(&mut self, r: &StepReport, images: usize, step_s: f64, elapsed_s: f64) -> Result<()> {
+        self.loss.push((r.step as f64, r.stats.loss as f64));
+        self.log.write(serde_json::json!({
+            "type": "step", "step": r.step, "epoch": r.epoch, "loss": r.stats.loss, "cls": r.stats.classification,
+            "reg": r.stats.regression, "lr": r.lr, "positives": r.stats.positives, "images": images,
+            "step_images_per_s": images as f64 / step_s, "images_per_s": r.images_per_sec, "elapsed_s": elapsed_s,
+        }))
     }
-    if let (Some(path), false) = (&cfg.init_weights, opts.resume) {
-        let mut sd: HashMap<String, Tensor> = HashMap::new();
-        for (k, t) in init_state_dict(path)? {
-            let renamed = cfg.init_key(&k);
-            // Two keys renamed onto one name would silently drop a tensor.
-            if sd.insert(renamed.clone(), t).is_some() {
-                return Err(TrainError::Invalid(format!(
-                    "{}: init_rename maps two keys onto {renamed} (rename every level that shifts)",
-                    path.display()
-                )));
-            }
-        }
-        // A single-kernel checkpoint for a MixConv detector: its kernels are centred in the
-        // larger ones (a no-op when the layouts already agree).
-        let sd = mixdet_detect::mixconv_init::embed_depthwise_kernels(&det_cfg, &sd)?;
-        let mut r = load_backbone(&varmap, &sd, "", path)?;
-        let missing_before = r.missing.len();
-        r.missing.retain(|m| !cfg.init_new.iter().any(|p| m.starts_with(p.as_str())));
-        let fresh = missing_before - r.missing.len();
-        if !r.missing.is_empty() || !r.unused.is_empty() {
-            return Err(TrainError::Invalid(format!(
-                "{}: not a {} detector's weights ({} of its variables missing, e.g. {:?}; {} unknown keys, e.g. {:?}); init_rename and init_new adapt a related layout",
-                path.display(),
-                det_cfg.backbone,
-                r.missing.len(),
-                r.missing.first(),
-                r.unused.len(),
-                r.unused.first()
-            )));
-        }
-        obs.message(&format!(
-            "initial weights: {} tensors from {} ({fresh} new left initialised)",
-            r.loaded,
-            path.display()
-        ));
-    }
-    let anchors = input_anchors(&model, &opts.device)?;
-    let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
-    let mut optimizer = Optimizer::new(cfg.optimizer, params);
-    let mut pos = Position::default();
-    if opts.resume {
-        if !ckpt_path.is_file() {
-            return Err(TrainError::Invalid(format!("--resume: {} does not exist", ckpt_path.display())));
-        }
-        pos = checkpoint::load(&varmap, &mut optimizer, &ckpt_path)?;
-        obs.message(&format!("resumed at step {} (epoch {}, batch {})", pos.step, pos.epoch + 1, pos.batch_in_epoch));
-    }
-    let samples = Arc::new(train_set.samples);
-    let spec = LoaderSpec {
-        samples,
-        batch_size: cfg.batch_size,
-        input_size: det_cfg.input_size,
-        mean: det_cfg.image_mean,
-        std: det_cfg.image_std,
-        augment: cfg.augment,
-        anchors,
-        coder: BoxCoder::for_family(det_cfg.family),
-        iou_threshold: cfg.iou_threshold,
-        seed: cfg.seed,
-        epochs: cfg.epochs,
-        start: (pos.epoch, pos.batch_in_epoch),
-    };
-    let total_steps = spec.batches_per_epoch() * cfg.epochs;
-    let stop_at = [Some(total_steps), cfg.max_steps, opts.max_steps].into_iter().flatten().min().unwrap_or(total_steps);
-    let schedule = Schedule {
-        base_lr: cfg.lr,
-        min_lr: cfg.min_lr,
-        warmup_steps: cfg.warmup_steps,
-        warmup_factor: cfg.warmup_factor,
-        total_steps,
-    };
-    obs.start(pos.step, stop_at);
-    let (mut loss_hist, mut ap_hist, mut ap50_hist) =
-        if opts.resume { history(&log_path, pos.step) } else { Default::default() };
-    let mut last_eval = None;
-    let mut last_loss = f32::NAN;
-    let mut step_rates = Vec::new();
-    let mut wall_rates = Vec::new();
-    let started = Instant::now();
-    let (rx, producer) = loader::spawn(spec, cfg.prefetch_batches);
-    let mut waited = Instant::now();
-    let plot = |loss: &[(f64, f64)], ap: &[(f64, f64)], ap50: &[(f64, f64)], x_max: u64| {
-        write_plot(
-            &out_dir.join("plot.png"),
-            &[Series { name: "loss".into(), points: loss.to_vec() }],
-            &[Series { name: "AP".into(), points: ap.to_vec() }, Series { name: "AP50".into(), points: ap50.to_vec() }],
-            x_max as f64,
-        )
-    };
-    let evaluate_now = |model: &SsdLite, log: &mut Log, pos: Position| -> Result<Option<EvalResult>> {
-        let (Some(v), Some(vs)) = (&cfg.val, &val_set) else { return Ok(None) };
-        let r = evaluate_detector(
-            model,
-            &opts.device,
-            &vs.samples,
-            &v.annotations,
-            cfg.batch_size,
-            cfg.eval_score_threshold,
-        )?;
-        log.write(serde_json::json!({
+
+    fn eval(&mut self, pos: Position, r: &EvalResult) -> Result<()> {
+        self.ap.push((pos.step as f64, r.stats[0]));
+        self.ap50.push((pos.step as f64, r.stats[1]));
+        self.log.write(serde_json::json!({
             "type": "eval", "step": pos.step, "epoch": pos.epoch, "ap": r.stats[0], "ap50": r.stats[1],
             "stats": r.stats, "images": r.images, "detections": r.detections,
-        }))?;
-        Ok(Some(r))
-    };
-    while pos.step < stop_at {
-        let Ok(batch) = rx.recv() else { break };
-        for issue in &batch.issues {
-            report(issue, &mut log, obs)?;
+        }))
+    }
+
+    fn plot(&self, x_max: u64) -> Result<()> {
+        write_plot(
+            &self.plot_path,
+            &[Series { name: "loss".into(), points: self.loss.clone() }],
+            &[
+                Series { name: "AP".into(), points: self.ap.clone() },
+                Series { name: "AP50".into(), points: self.ap50.clone() },
+            ],
+            x_max as f64,
+        )
+    }
+}
+
+/// A training run, set up and ready to [`fit`](Run::fit): the detector with its initial weights
+/// (fresh, a timm backbone, `init_weights`, or the checkpoint on a resume), the optimiser, the
+/// data sets and the run folder (resolved config, log, plot, checkpoint).
+pub struct Run<'a> {
+    cfg: &'a TrainConfig,
+    opts: &'a RunOptions,
+    det_cfg: DetectorConfig,
+    varmap: VarMap,
+    model: SsdLite,
+    optimizer: Optimizer,
+    pos: Position,
+    train_samples: Vec<Sample>,
+    val_set: Option<Dataset>,
+    record: RunRecord,
+    anchors: Arc<Vec<[f32; 4]>>,
+}
+
+impl<'a> Run<'a> {
+    /// Creates the run folder and writes the resolved config there, reads the data sets
+    /// (reporting skipped records), builds the detector and loads its starting weights.
+    pub fn setup(cfg: &'a TrainConfig, opts: &'a RunOptions, obs: &mut dyn Observer) -> Result<Self> {
+        let det_cfg = DetectorConfig::resolve(&cfg.detector)?;
+        let out_dir = &cfg.output_dir;
+        std::fs::create_dir_all(out_dir)
+            .map_err(|source| TrainError::Io { path: out_dir.display().to_string(), source })?;
+        write_resolved_config(cfg, &out_dir.join("config.json"))?;
+        let train_set = Dataset::load(&cfg.train.annotations, &cfg.train.images, det_cfg.num_classes)?;
+        if train_set.samples.is_empty() {
+            return Err(TrainError::Invalid(format!("{}: no usable training images", cfg.train.annotations.display())));
         }
-        let epoch_end = batch.batch_in_epoch + 1 == batch.batches_in_epoch;
-        let next = if epoch_end {
-            Position { step: pos.step, epoch: batch.epoch + 1, batch_in_epoch: 0 }
-        } else {
-            Position { step: pos.step, epoch: batch.epoch, batch_in_epoch: batch.batch_in_epoch + 1 }
+        let val_set = match &cfg.val {
+            Some(v) => Some(Dataset::load(&v.annotations, &v.images, det_cfg.num_classes)?),
+            None => None,
         };
-        if batch.count > 0 {
-            let lr = schedule.lr(pos.step);
-            let t0 = Instant::now();
-            // Not on a pool worker (`mixdet_detect::on_worker`): while waiting for a stolen half
-            // of a parallel loop, a worker would pick up the loader's image decoding and delay
-            // the step (measured: 5.4 -> 4.9 images/s).
-            let s = train_step(&model, &mut optimizer, &batch, lr, cfg.neg_to_pos, &opts.device)?;
-            let step_s = t0.elapsed().as_secs_f64();
-            let wall_s = waited.elapsed().as_secs_f64();
-            waited = Instant::now();
-            step_rates.push(batch.count as f64 / step_s);
-            wall_rates.push(batch.count as f64 / wall_s);
-            last_loss = s.loss;
-            pos = Position { step: pos.step + 1, ..next };
-            obs.step(&StepReport {
-                step: pos.step,
-                epoch: batch.epoch,
-                stats: s,
-                lr,
-                images_per_sec: batch.count as f64 / wall_s,
-            });
-            if pos.step % cfg.log_every_steps == 0 || pos.step == 1 {
-                loss_hist.push((pos.step as f64, s.loss as f64));
-                log.write(serde_json::json!({
-                    "type": "step", "step": pos.step, "epoch": batch.epoch, "loss": s.loss, "cls": s.classification,
-                    "reg": s.regression, "lr": lr, "positives": s.positives, "images": batch.count,
-                    "step_images_per_s": batch.count as f64 / step_s, "images_per_s": batch.count as f64 / wall_s,
-                    "elapsed_s": started.elapsed().as_secs_f64(),
-                }))?;
-            }
-            if pos.step % cfg.checkpoint_every_steps == 0 {
-                checkpoint::save(&varmap, &optimizer, pos, &weights_path, &ckpt_path)?;
-            }
-        } else {
-            pos = next;
+        let (varmap, model) = build_model(det_cfg.clone(), cfg.seed, &opts.device)?;
+        let mut record = RunRecord::open(out_dir, opts.resume)?;
+        for issue in train_set.issues.iter().chain(val_set.iter().flat_map(|v| v.issues.iter())) {
+            record.issue(issue, obs)?;
         }
-        let eval_due = epoch_end && cfg.eval_every_epochs > 0 && (batch.epoch + 1) % cfg.eval_every_epochs == 0;
-        if eval_due && pos.step < stop_at {
-            if let Some(r) = evaluate_now(&model, &mut log, pos)? {
-                obs.message(&format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
-                ap_hist.push((pos.step as f64, r.stats[0]));
-                ap50_hist.push((pos.step as f64, r.stats[1]));
-                for issue in &r.issues {
-                    report(issue, &mut log, obs)?;
+        if !opts.resume {
+            if let Some(path) = &cfg.backbone_weights {
+                load_backbone_weights(&varmap, &det_cfg, path, obs)?;
+            }
+            if let Some(path) = &cfg.init_weights {
+                load_init_weights(&varmap, &det_cfg, cfg, path, obs)?;
+            }
+        }
+        let anchors = input_anchors(&model, &opts.device)?;
+        let params = trainable_params(&varmap, cfg.decay_norm_and_bias)?;
+        let mut optimizer = Optimizer::new(cfg.optimizer, params);
+        let mut pos = Position::default();
+        if opts.resume {
+            let ckpt_path = out_dir.join("checkpoint.safetensors");
+            if !ckpt_path.is_file() {
+                return Err(TrainError::Invalid(format!("--resume: {} does not exist", ckpt_path.display())));
+            }
+            pos = checkpoint::load(&varmap, &mut optimizer, &ckpt_path)?;
+            obs.message(&format!(
+                "resumed at step {} (epoch {}, batch {})",
+                pos.step,
+                pos.epoch + 1,
+                pos.batch_in_epoch
+            ));
+            (record.loss, record.ap, record.ap50) = history(&out_dir.join("log.jsonl"), pos.step);
+        }
+        Ok(Self {
+            cfg,
+            opts,
+            det_cfg,
+            varmap,
+            model,
+            optimizer,
+            pos,
+            train_samples: train_set.samples,
+            val_set,
+            record,
+            anchors,
+        })
+    }
+
+    /// The detector being trained.
+    pub fn model(&self) -> &SsdLite {
+        &self.model
+    }
+
+    /// One optimiser step on a prepared batch at learning rate `lr`.
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<StepStats> {
+        train_step(&self.model, &mut self.optimizer, batch, lr, self.cfg.neg_to_pos, &self.opts.device)
+    }
+
+    /// Evaluates the detector on the validation split (none: `Ok(None)`), logging the result and
+    /// reporting images that could not be read.
+    pub fn evaluate(&mut self, obs: &mut dyn Observer) -> Result<Option<EvalResult>> {
+        let Some(val) = &self.val_set else { return Ok(None) };
+        let r =
+            evaluate_detector(&self.model, &self.opts.device, val, self.cfg.batch_size, self.cfg.eval_score_threshold)?;
+        self.record.eval(self.pos, &r)?;
+        for issue in &r.issues {
+            self.record.issue(issue, obs)?;
+        }
+        Ok(Some(r))
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let dir = &self.cfg.output_dir;
+        checkpoint::save(
+            &self.varmap,
+            &self.optimizer,
+            self.pos,
+            &dir.join("model.safetensors"),
+            &dir.join("checkpoint.safetensors"),
+        )
+    }
+
+    /// Trains to the end of the schedule (or `max_steps`): the loader thread prepares batches one
+    /// ahead, the run logs, checkpoints, evaluates every `eval_every_epochs` and at the end, and
+    /// redraws the plot after each evaluation.
+    pub fn fit(mut self, obs: &mut dyn Observer) -> Result<RunSummary> {
+        let (cfg, opts) = (self.cfg, self.opts);
+        let spec = LoaderSpec {
+            samples: Arc::new(std::mem::take(&mut self.train_samples)),
+            batch_size: cfg.batch_size,
+            input_size: self.det_cfg.input_size,
+            mean: self.det_cfg.image_mean,
+            std: self.det_cfg.image_std,
+            augment: cfg.augment,
+            anchors: self.anchors.clone(),
+            coder: BoxCoder::for_family(self.det_cfg.family),
+            iou_threshold: cfg.iou_threshold,
+            seed: cfg.seed,
+            epochs: cfg.epochs,
+            start: (self.pos.epoch, self.pos.batch_in_epoch),
+        };
+        let total_steps = spec.batches_per_epoch() * cfg.epochs;
+        let stop_at =
+            [Some(total_steps), cfg.max_steps, opts.max_steps].into_iter().flatten().min().unwrap_or(total_steps);
+        let schedule = Schedule {
+            base_lr: cfg.lr,
+            min_lr: cfg.min_lr,
+            warmup_steps: cfg.warmup_steps,
+            warmup_factor: cfg.warmup_factor,
+            total_steps,
+        };
+        obs.start(self.pos.step, stop_at);
+        let mut last_eval = None;
+        let mut last_loss = f32::NAN;
+        let (mut step_rates, mut wall_rates) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        let (rx, producer) = loader::spawn(spec, cfg.prefetch_batches);
+        let mut waited = Instant::now();
+        while self.pos.step < stop_at {
+            let Ok(batch) = rx.recv() else { break };
+            for issue in &batch.issues {
+                self.record.issue(issue, obs)?;
+            }
+            let epoch_end = batch.batch_in_epoch + 1 == batch.batches_in_epoch;
+            let next = if epoch_end {
+                Position { step: self.pos.step, epoch: batch.epoch + 1, batch_in_epoch: 0 }
+            } else {
+                Position { step: self.pos.step, epoch: batch.epoch, batch_in_epoch: batch.batch_in_epoch + 1 }
+            };
+            if batch.count > 0 {
+                let lr = schedule.lr(self.pos.step);
+                let t0 = Instant::now();
+                // Not on a pool worker (`mixdet_detect::on_worker`): while waiting for a stolen
+                // half of a parallel loop, a worker would pick up the loader's image decoding
+                // and delay the step.
+                let stats = self.step(&batch, lr)?;
+                let step_s = t0.elapsed().as_secs_f64();
+                let wall_s = waited.elapsed().as_secs_f64();
+                waited = Instant::now();
+                step_rates.push(batch.count as f64 / step_s);
+                wall_rates.push(batch.count as f64 / wall_s);
+                last_loss = stats.loss;
+                self.pos = Position { step: self.pos.step + 1, ..next };
+                let report = StepReport {
+                    step: self.pos.step,
+                    epoch: batch.epoch,
+                    stats,
+                    lr,
+                    images_per_sec: batch.count as f64 / wall_s,
+                };
+                obs.step(&report);
+                if self.pos.step % cfg.log_every_steps == 0 || self.pos.step == 1 {
+                    self.record.step(&report, batch.count, step_s, started.elapsed().as_secs_f64())?;
                 }
-                last_eval = Some(r);
+                if self.pos.step % cfg.checkpoint_every_steps == 0 {
+                    self.checkpoint()?;
+                }
+            } else {
+                self.pos = next;
             }
-            plot(&loss_hist, &ap_hist, &ap50_hist, stop_at)?;
+            let eval_due = epoch_end && cfg.eval_every_epochs > 0 && (batch.epoch + 1) % cfg.eval_every_epochs == 0;
+            if eval_due && self.pos.step < stop_at {
+                if let Some(r) = self.evaluate(obs)? {
+                    obs.message(&format!("epoch {}: AP {:.4} AP50 {:.4}", batch.epoch + 1, r.stats[0], r.stats[1]));
+                    last_eval = Some(r);
+                }
+                self.record.plot(stop_at)?;
+            }
+        }
+        drop(rx);
+        // The producer ends once the channel is closed; its panic would be a bug, not a data error.
+        if producer.join().is_err() {
+            return Err(TrainError::Invalid("the data loader thread panicked".into()));
+        }
+        self.checkpoint()?;
+        if let Some(r) = self.evaluate(obs)? {
+            obs.message(&format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
+            last_eval = Some(r);
+        }
+        self.record.plot(stop_at)?;
+        obs.finish();
+        let mut issues = std::mem::take(&mut self.record.issues);
+        issues.sort_by(|a, b| (&a.file, &a.record).cmp(&(&b.file, &b.record)));
+        Ok(RunSummary {
+            steps: self.pos.step,
+            last_loss,
+            last_eval,
+            step_images_per_sec: median(&mut step_rates),
+            wall_images_per_sec: median(&mut wall_rates),
+            weights: cfg.output_dir.join("model.safetensors"),
+            issues,
+        })
+    }
+}
+
+/// Loads a timm backbone checkpoint into the detector's trunk.
+fn load_backbone_weights(varmap: &VarMap, det_cfg: &DetectorConfig, path: &Path, obs: &mut dyn Observer) -> Result<()> {
+    let spec = SsdLite::backbone_spec(det_cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    if det_cfg.family == Family::TfOdApi {
+        return Err(TrainError::Invalid(
+            "backbone_weights: a tf_od_api detector's variables have TF names; start it from a whole \
+             detector with init_weights (a built-in name, a converted .safetensors or the .pb)"
+                .into(),
+        ));
+    }
+    if !matches!(spec.architecture, Architecture::EfficientNet(_)) {
+        return Err(TrainError::Invalid(
+            "backbone_weights: only timm (EfficientNet-family) trunks are supported; torchvision MobileNetV3 \
+             weights load through the detector's own key layout"
+                .into(),
+        ));
+    }
+    let sd = mixdet_backbones::weights::read_state_dict(path)?;
+    let r = load_backbone(varmap, &sd, "backbone.body.", path)?;
+    if r.loaded == 0 {
+        return Err(TrainError::Invalid(format!(
+            "{}: no tensor matches the {} trunk",
+            path.display(),
+            det_cfg.backbone
+        )));
+    }
+    obs.message(&format!(
+        "backbone: {} tensors from {} ({} unused, {} left initialised)",
+        r.loaded,
+        path.display(),
+        r.unused.len(),
+        r.missing.len()
+    ));
+    Ok(())
+}
+
+/// Loads whole-detector weights (`init_weights`, renamed by `init_rename`, `init_new` left fresh).
+fn load_init_weights(
+    varmap: &VarMap,
+    det_cfg: &DetectorConfig,
+    cfg: &TrainConfig,
+    path: &Path,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    let mut sd: HashMap<String, Tensor> = HashMap::new();
+    for (k, t) in init_state_dict(path)? {
+        let renamed = cfg.init_key(&k);
+        // Two keys renamed onto one name would silently drop a tensor.
+        if sd.insert(renamed.clone(), t).is_some() {
+            return Err(TrainError::Invalid(format!(
+                "{}: init_rename maps two keys onto {renamed} (rename every level that shifts)",
+                path.display()
+            )));
         }
     }
-    drop(rx);
-    // The producer ends once the channel is closed; its panic would be a bug, not a data error.
-    if producer.join().is_err() {
-        return Err(TrainError::Invalid("the data loader thread panicked".into()));
+    // A single-kernel checkpoint for a MixConv detector: its kernels are centred in the larger
+    // ones (a no-op when the layouts already agree).
+    let sd = mixdet_detect::mixconv_init::embed_depthwise_kernels(det_cfg, &sd)?;
+    let mut r = load_backbone(varmap, &sd, "", path)?;
+    let missing_before = r.missing.len();
+    r.missing.retain(|m| !cfg.init_new.iter().any(|p| m.starts_with(p.as_str())));
+    let fresh = missing_before - r.missing.len();
+    if !r.missing.is_empty() || !r.unused.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "{}: not a {} detector's weights ({} of its variables missing, e.g. {:?}; {} unknown keys, e.g. {:?}); init_rename and init_new adapt a related layout",
+            path.display(),
+            det_cfg.backbone,
+            r.missing.len(),
+            r.missing.first(),
+            r.unused.len(),
+            r.unused.first()
+        )));
     }
-    checkpoint::save(&varmap, &optimizer, pos, &weights_path, &ckpt_path)?;
-    if let Some(r) = evaluate_now(&model, &mut log, pos)? {
-        obs.message(&format!("final: AP {:.4} AP50 {:.4}", r.stats[0], r.stats[1]));
-        ap_hist.push((pos.step as f64, r.stats[0]));
-        ap50_hist.push((pos.step as f64, r.stats[1]));
-        last_eval = Some(r);
-    }
-    plot(&loss_hist, &ap_hist, &ap50_hist, stop_at)?;
-    obs.finish();
-    Ok(RunSummary {
-        steps: pos.step,
-        last_loss,
-        last_eval,
-        step_images_per_sec: median(&mut step_rates),
-        wall_images_per_sec: median(&mut wall_rates),
-        weights: weights_path,
-        issues: {
-            issues.sort_by(|a, b| (&a.file, &a.record).cmp(&(&b.file, &b.record)));
-            issues
-        },
-    })
+    obs.message(&format!(
+        "initial weights: {} tensors from {} ({fresh} new left initialised)",
+        r.loaded,
+        path.display()
+    ));
+    Ok(())
 }

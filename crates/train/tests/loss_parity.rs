@@ -1,4 +1,4 @@
-//! SSD matching, loss and gradients against torchvision (`coco_tools/make_train_fixtures.py`).
+//! SSD matching, loss and gradients against torchvision (`coco_tools/fixtures/make_train_fixtures.py`).
 
 use candle_core::{Device, Tensor, Var};
 use mixdet_detect::BoxCoder;
