@@ -31,7 +31,7 @@ const WORKER_STACK_BYTES: usize = 8 << 20;
 ///
 /// candle allocates a fresh output buffer for every op; with glibc's defaults any buffer above
 /// 128 KiB (most activations) is a fresh `mmap`, so every forward pass page-faults its whole
-/// working set again. Measured on mixnet_l, 224x224, 2 threads: 43.5 ms -> 34.0 ms median.
+/// working set again (docs/speed.md has the effect on mixnet_l).
 ///
 /// Kept buffers are kept per arena, and glibc gives threads their own arenas: training (the
 /// loop, rayon's workers, the loader's threads, the evaluation) then held the working set several

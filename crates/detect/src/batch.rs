@@ -165,8 +165,8 @@ pub fn run(
 }
 
 /// Images per forward pass on the CPU: larger batches gain nothing there once every layer's
-/// work fills the threads, and their activations leave the caches (person detector, 2 threads:
-/// batch 4 about 1.2x the images/s of batch 1, batch 16 below batch 1).
+/// work fills the threads, and their activations leave the caches (docs/speed.md has the
+/// images/s at batch 1, 4 and 16).
 const CPU_MICRO_BATCH: usize = 4;
 
 /// The head outputs of batch `x`, on the CPU: on the CPU in slices of [`CPU_MICRO_BATCH`] images,

@@ -58,8 +58,7 @@ const TILE_MACS: usize = 1 << 17;
 /// Output columns (pixels) per tile: a multiple of gemm's register tile width.
 const MIN_TILE_COLS: usize = 64;
 /// Every tile packs its blocks of the operands again, so more tiles than this per thread cost
-/// more than they balance (mixnet_s, 224x224, 1 and 2 threads: 2 per thread was best, within
-/// 3 % of 1 and 3; unbounded tiling of 2^17 multiply-adds was 10-18 % slower).
+/// more than they balance (chosen with `mixdet bench` on the MixNets at 1 and 2 threads).
 const TILES_PER_THREAD: usize = 2;
 
 impl PointwisePlan {

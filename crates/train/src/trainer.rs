@@ -22,7 +22,7 @@ use crate::init::{initialise, is_running_stat, load_backbone};
 use crate::loader::{self, Batch, LoaderSpec};
 use crate::loss::{ssd_loss, ClassLoss};
 use crate::optim::{Optimizer, Param};
-use crate::plot::{write_plot, Series};
+use crate::plot::{write_plot, Curve};
 use crate::schedule::Schedule;
 
 /// Run-time choices that are not part of the experiment.
@@ -188,11 +188,11 @@ impl Log {
     }
 }
 
-/// Loss and mAP points of earlier runs in the log, for the plot after a resume.
 /// (step, value) points of one curve.
-type Curve = Vec<(f64, f64)>;
+type Points = Vec<(f64, f64)>;
 
-fn history(path: &Path, upto: u64) -> (Curve, Curve, Curve) {
+/// Loss and mAP points of earlier runs in the log, for the plot after a resume.
+fn history(path: &Path, upto: u64) -> (Points, Points, Points) {
     let (mut loss, mut ap, mut ap50) = (Vec::new(), Vec::new(), Vec::new());
     let Ok(text) = std::fs::read_to_string(path) else { return (loss, ap, ap50) };
     for line in text.lines() {
@@ -258,9 +258,9 @@ pub fn train_observed(cfg: &TrainConfig, opts: &RunOptions, obs: &mut dyn Observ
 struct RunRecord {
     log: Log,
     plot_path: PathBuf,
-    loss: Curve,
-    ap: Curve,
-    ap50: Curve,
+    loss: Points,
+    ap: Points,
+    ap50: Points,
     seen: HashSet<(String, String)>,
     issues: Vec<Issue>,
 }
@@ -311,10 +311,10 @@ impl RunRecord {
     fn plot(&self, x_max: u64) -> Result<()> {
         write_plot(
             &self.plot_path,
-            &[Series { name: "loss".into(), points: self.loss.clone() }],
+            &[Curve { name: "loss".into(), points: self.loss.clone() }],
             &[
-                Series { name: "AP".into(), points: self.ap.clone() },
-                Series { name: "AP50".into(), points: self.ap50.clone() },
+                Curve { name: "AP".into(), points: self.ap.clone() },
+                Curve { name: "AP50".into(), points: self.ap50.clone() },
             ],
             x_max as f64,
         )
@@ -504,10 +504,10 @@ impl<'a> Run<'a> {
                     images_per_sec: batch.count as f64 / wall_s,
                 };
                 obs.step(&report);
-                if self.pos.step % cfg.log_every_steps == 0 || self.pos.step == 1 {
+                if self.pos.step.is_multiple_of(cfg.log_every_steps) || self.pos.step == 1 {
                     self.record.step(&report, batch.count, step_s, started.elapsed().as_secs_f64())?;
                 }
-                if self.pos.step % cfg.checkpoint_every_steps == 0 {
+                if self.pos.step.is_multiple_of(cfg.checkpoint_every_steps) {
                     self.checkpoint()?;
                 }
             } else {

@@ -166,8 +166,7 @@ unsafe fn deinterleave2<S: Simd8>(src: &[f32], dst: &mut [f32]) {
 /// `dst[..src.len()].copy_from_slice(src)` without a library call: rows are often a few dozen
 /// floats, where the call costs as much as the copy. `dst` runs on into the row's right padding,
 /// which must hold zeros: the tail is written as a whole vector with zeros past `src`, because a
-/// masked store costs several times a plain one (here it showed as 6 % of the forward kernel under
-/// `perf`, Zen 4).
+/// masked store costs several times a plain one.
 ///
 /// # Safety
 /// `S` must be runnable on this CPU.

@@ -199,9 +199,9 @@ impl Simd8 for Avx2Fma {
     }
 }
 
-/// All-ones in the first `n` lanes (`n` clamped to `LANES`): the mask of a partial load or store.
-/// (The variable-length copy through a stack buffer that it replaced showed as about 15 % of the
-/// forward kernel under `perf`, mixnet_l.)
+/// All-ones in the first `n` lanes (`n` clamped to `LANES`): the mask of a partial load or store
+/// (a variable-length copy through a stack buffer costs more than the kernel's arithmetic on
+/// short rows).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn lane_mask(n: usize) -> std::arch::x86_64::__m256i {
