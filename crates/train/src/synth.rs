@@ -2,6 +2,13 @@
 //! backgrounds, from a few pixels to most of the frame, rotated, overlapping and partly occluded.
 //! Every image is drawn from its own seeded generator, so the set is identical for a seed
 //! whatever the number of threads.
+//!
+//! Shapes are rasterised here rather than with imageproc (which `mixdet-viz` draws with): the
+//! annotations come from the pixels each shape owns after occlusion (an owner map filled in the
+//! same pass), the fills are shaded across each shape, and circles and rings are rotated
+//! ellipses and elliptical annuli, none of which imageproc's flat-colour, axis-aligned primitives
+//! give; and a different rasteriser would change every generated set the shipped shapes detector
+//! was trained and measured on.
 
 use std::path::{Path, PathBuf};
 
