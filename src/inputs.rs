@@ -64,6 +64,20 @@ pub fn expand(paths: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Reads a manifest: one path per line, in order; blank lines and lines starting with `#` are
+/// skipped, surrounding spaces trimmed. Paths are taken as written (relative ones from the
+/// working directory); a missing file is reported when it is read, like any unreadable image.
+pub fn read_manifest(path: &Path) -> Result<Vec<PathBuf>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the manifest", path.display()))?;
+    let list: Vec<PathBuf> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(PathBuf::from).collect();
+    if list.is_empty() {
+        bail!("{}: the manifest lists no paths", path.display());
+    }
+    Ok(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

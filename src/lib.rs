@@ -27,6 +27,8 @@
 //! [`coco`] (the pycocotools-exact evaluator), [`train`] (the training loop). The `mixdet` binary
 //! is a thin command line over them.
 
+pub mod parts;
+pub mod shard;
 pub mod viz;
 
 pub use candle_core::Device;

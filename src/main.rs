@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Detect objects in images, folders and globs; write overlays and COCO results.
     Detect(commands::detect::DetectArgs),
+    /// Join the parts of a sharded `detect --parts` run into one COCO results file (and evaluate).
+    Merge(commands::merge::MergeArgs),
     /// Classify images with an ImageNet backbone (timm preprocessing), printing the top-k classes.
     Classify(commands::classify::ClassifyArgs),
     /// Run a model on a stored NCHW tensor and store its logits and feature maps (for parity checks).
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Detect(args) => commands::detect::run(args),
+        Command::Merge(args) => commands::merge::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Models(args) => commands::models::run(args),

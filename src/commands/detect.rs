@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::detector_args::DetectorArgs;
+use mixdet::parts::{self, PartDetection, PartHeader, PartRecord, PartStart, PartWriter, ResultRecord, RunSettings};
+use mixdet::shard::Shard;
 use mixdet::viz::draw_detections;
 use mixdet::DetectOptions;
 use mixdet_detect::batch::{self as pipeline, Detected, ImageOutcome};
@@ -17,8 +19,12 @@ use mixdet_detect::batch::{self as pipeline, Detected, ImageOutcome};
 #[derive(clap::Args, Debug)]
 pub struct DetectArgs {
     /// Image files, folders (add -r for subfolders) or glob patterns; JPEG, PNG, WebP, BMP.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "manifest")]
     pub paths: Vec<PathBuf>,
+    /// A text file of image paths, one per line (blank lines and `#` comments skipped), read
+    /// instead of PATHs: the input list, in this order, of a sharded run.
+    #[arg(long, value_name = "LIST.txt", conflicts_with = "paths")]
+    pub manifest: Option<PathBuf>,
     /// Descend into subfolders.
     #[arg(short = 'r', long)]
     pub recursive: bool,
@@ -48,17 +54,31 @@ pub struct DetectArgs {
     /// Do not write overlay images.
     #[arg(long)]
     pub no_overlay: bool,
+    #[command(flatten)]
+    pub sharding: ShardArgs,
 }
 
-/// One COCO result record.
-#[derive(serde::Serialize)]
-struct ResultRecord<'a> {
-    image_id: i64,
-    category_id: i64,
-    bbox: [f64; 4],
-    score: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_name: Option<&'a str>,
+/// Splitting one job over many processes (`mixdet detect`, then `mixdet merge`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ShardArgs {
+    /// This process's shard (0-based) of `--num-shards`; without it, taken from the scheduler's
+    /// environment (MIXDET_SHARD, SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, RANK; see the README).
+    #[arg(long, value_name = "I")]
+    pub shard: Option<usize>,
+    /// Number of shards the input list is split into (contiguous, balanced by count).
+    #[arg(long, value_name = "N")]
+    pub num_shards: Option<usize>,
+    /// Write results as they are produced to DIR/part-IIIII-of-NNNNN.jsonl (committed at
+    /// checkpoints; `mixdet merge DIR` writes the COCO results file).
+    #[arg(long, value_name = "DIR")]
+    pub parts: Option<PathBuf>,
+    /// Continue this shard's interrupted part (or skip it when complete); refuses a part of
+    /// another run (model, weights, inputs or settings).
+    #[arg(long, requires = "parts")]
+    pub resume: bool,
+    /// Commit the part every this many images (and at least once a minute).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub checkpoint_every: usize,
 }
 
 /// Image ids by file name from a COCO instances file.
@@ -106,9 +126,37 @@ fn overlay_path(out: &Path, input: &Path, used: &mut HashSet<PathBuf>, inputs: &
     unreachable!("an unbounded counter always finds a free name")
 }
 
-/// Runs `mixdet detect`.
-pub fn run(args: DetectArgs) -> Result<ExitCode> {
-    let files = crate::inputs::expand(&args.paths, args.recursive)?;
+/// A shard of `mixdet eval --images`: the data set's images (by id) with the model's own
+/// post-processing thresholds (low, for a complete precision-recall curve), no overlays.
+pub fn run_shard_of(
+    detector: &super::detector_args::DetectorArgs,
+    batch: usize,
+    files: Vec<PathBuf>,
+    shard: Option<Shard>,
+    sharding: &ShardArgs,
+    parts: &Path,
+) -> Result<ExitCode> {
+    let config = mixdet_detect::DetectorConfig::resolve(&detector.model)?;
+    let args = DetectArgs {
+        paths: Vec::new(),
+        manifest: None,
+        recursive: false,
+        detector: detector.clone(),
+        out: PathBuf::from("runs/detect"),
+        score_threshold: config.postprocess.score_thresh.clamp(0.0, 1.0),
+        iou_threshold: None,
+        max_detections: None,
+        batch,
+        json: None,
+        gt: None,
+        no_overlay: true,
+        sharding: sharding.clone(),
+    };
+    run_shard(&args, files, shard.unwrap_or(Shard { index: 0, count: 1 }), parts)
+}
+
+/// The detector with the command line's thresholds.
+fn load_detector(args: &DetectArgs) -> Result<mixdet::Detector> {
     let mut options = DetectOptions::default().with_score_threshold(args.score_threshold)?;
     if let Some(t) = args.iou_threshold {
         options = options.with_iou_threshold(t)?;
@@ -116,7 +164,174 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     if let Some(m) = args.max_detections {
         options = options.with_max_detections(m)?;
     }
-    let detector = args.detector.load()?.with_options(options);
+    Ok(args.detector.load()?.with_options(options))
+}
+
+/// SHA-256 of the weights a run uses: the file given, else the built-in ones.
+fn weights_fingerprint(args: &DetectArgs) -> Result<String> {
+    match &args.detector.weights {
+        Some(path) => Ok(parts::sha256_file(path)?),
+        None => match mixdet_detect::builtin_weights::raw_bytes(&args.detector.model) {
+            Some(bytes) => Ok(parts::sha256_hex(bytes)),
+            None => bail!("{}: no weights to fingerprint (pass --weights)", args.detector.model),
+        },
+    }
+}
+
+/// One shard of a sharded run: the shard's share of `files`, results streamed into its part.
+fn run_shard(args: &DetectArgs, files: Vec<PathBuf>, shard: Shard, dir: &Path) -> Result<ExitCode> {
+    let range = shard.range(files.len());
+    let detector = load_detector(args)?;
+    let (model, device) = (detector.model(), detector.device());
+    let post = detector.options().postprocess(&model.config().postprocess);
+    let header = PartHeader {
+        mixdet_part: parts::PART_FORMAT,
+        shard: shard.index,
+        first: range.start,
+        images: range.len(),
+        settings: RunSettings {
+            model: args.detector.model.clone(),
+            weights_sha256: weights_fingerprint(args)?,
+            inputs_sha256: parts::sha256_paths(&files),
+            inputs: files.len(),
+            num_shards: shard.count,
+            score_threshold: args.score_threshold,
+            iou_threshold: post.nms_thresh,
+            max_detections: post.detections_per_img,
+            batch: args.batch,
+            device: args.detector.device.clone(),
+        },
+    };
+    let name = format!("shard {}/{}", shard.index, shard.count);
+    let (mut writer, done) = match PartWriter::start(dir, &header, args.sharding.resume)? {
+        PartStart::Complete(path) => {
+            eprintln!("{name}: complete already ({}), nothing to do", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        PartStart::Write(w, done) => (w, done),
+    };
+    if done > 0 {
+        eprintln!("{name}: resuming after {done} committed images of {}", range.len());
+    }
+    let todo = &files[range.start + done..range.end];
+    let offset = range.start + done;
+    let out = args.out.join(format!("part-{}", shard.tag()));
+    if !args.no_overlay && !todo.is_empty() {
+        std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create folder", out.display()))?;
+    }
+    let inputs: HashSet<PathBuf> = todo.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
+    let labels = model.config().labels.clone();
+    let started = std::time::Instant::now();
+    let mut last_commit = std::time::Instant::now();
+    let mut used = HashSet::new();
+    // Outcomes arrive per batch, failures first: lines go out in input order.
+    let mut pending: BTreeMap<usize, PartRecord> = BTreeMap::new();
+    let mut next = offset;
+    let mut since_commit = 0usize;
+    // Unreadable images are recorded in the part and counted by `merge`; they do not fail the
+    // shard (a scheduler would retry it for nothing). Overlays that cannot be written do.
+    let mut overlay_failures = 0usize;
+    let mut error: Option<anyhow::Error> = None;
+    let every = args.sharding.checkpoint_every.max(1);
+    let total = range.len();
+    let timings = pipeline::run(model, device, todo, args.batch, &post, !args.no_overlay, |o: ImageOutcome| {
+        if error.is_some() {
+            return;
+        }
+        let index = offset + o.index;
+        let path = o.path.display().to_string();
+        let record = match o.result {
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                PartRecord { index, path, size: [0, 0], detections: Vec::new(), error: Some(e.reason()) }
+            }
+            Ok(mut det) => {
+                det.detections.retain_score_at_least(args.score_threshold);
+                println!("{path}: {} ({:.1} ms)", summary(&det, &labels), o.total_ms);
+                if let Some(img) = det.image.as_mut() {
+                    draw_detections(img, &detector.detections(&det.detections));
+                    let target = overlay_path(&out, &o.path, &mut used, &inputs);
+                    if let Err(e) = img.save(&target) {
+                        overlay_failures += 1;
+                        eprintln!("error: {}: cannot write overlay: {e}", target.display());
+                    }
+                }
+                let found: Vec<PartDetection> = det
+                    .detections
+                    .coco_boxes()
+                    .map(|(category_id, bbox, score)| PartDetection { category_id, bbox, score })
+                    .collect();
+                PartRecord { index, path, size: det.size, detections: found, error: None }
+            }
+        };
+        pending.insert(index, record);
+        while let Some(r) = pending.remove(&next) {
+            if let Err(e) = writer.append(&r) {
+                error = Some(e.into());
+                return;
+            }
+            next += 1;
+            since_commit += 1;
+        }
+        if since_commit >= every || last_commit.elapsed().as_secs() >= 60 {
+            if let Err(e) = writer.checkpoint() {
+                error = Some(e.into());
+                return;
+            }
+            since_commit = 0;
+            last_commit = std::time::Instant::now();
+            let finished = writer.committed();
+            let rate = (finished - done) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let eta = (total - finished) as f64 / rate.max(1e-9);
+            eprintln!(
+                "{name}: {finished}/{total} images ({:.1} %), {rate:.1} images/s, eta {eta:.0} s",
+                100.0 * finished as f64 / total.max(1) as f64
+            );
+        }
+    })?;
+    if let Some(e) = error {
+        return Err(e.context(format!("{name}: writing the part in {}", dir.display())));
+    }
+    let footer = writer.finish()?;
+    let (final_path, _, _) = parts::part_paths(dir, shard);
+    eprintln!(
+        "{name} done: {} images ({done} resumed), {} failed, {} detections, {:.1} s ({:.1} images/s), inference {:.1} ms/image; part {}",
+        footer.images,
+        footer.failed,
+        footer.detections,
+        started.elapsed().as_secs_f64(),
+        (footer.images - done) as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        timings.inference_ms / timings.images.max(1) as f64,
+        final_path.display()
+    );
+    Ok(if overlay_failures > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Runs `mixdet detect`.
+pub fn run(args: DetectArgs) -> Result<ExitCode> {
+    let files = match &args.manifest {
+        Some(m) => crate::inputs::read_manifest(m)?,
+        None => crate::inputs::expand(&args.paths, args.recursive)?,
+    };
+    let shard = Shard::resolve(args.sharding.shard, args.sharding.num_shards, |k| std::env::var(k).ok())?;
+    if let Some(parts) = &args.sharding.parts {
+        if args.json.is_some() {
+            bail!(
+                "--json and --parts: a sharded run writes parts; `mixdet merge {} --json FILE` writes the results file",
+                parts.display()
+            );
+        }
+        return run_shard(&args, files, shard.unwrap_or(Shard { index: 0, count: 1 }), parts);
+    }
+    if let Some(shard) = shard {
+        bail!(
+            "shard {} of {} (from the flags or the scheduler's environment) needs --parts DIR: each shard writes its part, \
+             then `mixdet merge DIR --json FILE` joins them",
+            shard.index,
+            shard.count
+        );
+    }
+    let detector = load_detector(&args)?;
     let (model, device) = (detector.model(), detector.device());
     let post = detector.options().postprocess(&model.config().postprocess);
     let ids = match &args.gt {
@@ -185,7 +400,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
                     category_id,
                     bbox,
                     score,
-                    file_name: ids.is_none().then_some(file_name.as_str()),
+                    file_name: ids.is_none().then(|| file_name.clone()),
                 })
                 .collect();
             records.push((o.index, recs));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use mixdet::shard::Shard;
 use mixdet_coco::{
     analyze_errors, check_detections, evaluate, load_results, CategoryMetrics, ErrorParams, ErrorReport, Evaluation,
     GroundTruth, Params,
@@ -70,6 +71,10 @@ pub struct EvalArgs {
     /// Data-set mode: where to write the detections (COCO results JSON).
     #[arg(long, value_name = "FILE", default_value = "runs/eval/detections.json")]
     pub save_results: PathBuf,
+    /// Data-set mode, sharded: each shard detects its share of the images (by id) into a part;
+    /// `mixdet merge DIR --json FILE --gt <annotations>` then evaluates them all.
+    #[command(flatten)]
+    pub sharding: super::detect::ShardArgs,
 }
 
 /// Runs `mixdet eval`.
@@ -167,12 +172,27 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if entries.is_empty() {
         bail!("{}: no images to evaluate", annotations.display());
     }
-    let detector = super::detector_args::DetectorArgs {
+    let detector_args = super::detector_args::DetectorArgs {
         model: args.model.clone(),
         weights: args.weights.clone(),
         device: args.device.clone(),
     };
-    let detector = detector.load()?;
+    let shard = Shard::resolve(args.sharding.shard, args.sharding.num_shards, |k| std::env::var(k).ok())?;
+    match (&args.sharding.parts, shard) {
+        (Some(parts), shard) => {
+            let files: Vec<PathBuf> = entries.iter().map(|(_, p)| p.clone()).collect();
+            return super::detect::run_shard_of(&detector_args, args.batch, files, shard, &args.sharding, parts);
+        }
+        (None, Some(shard)) => bail!(
+            "shard {} of {} needs --parts DIR: each shard writes its part, then `mixdet merge DIR --json FILE --gt {}` \
+             evaluates them together",
+            shard.index,
+            shard.count,
+            annotations.display()
+        ),
+        (None, None) => {}
+    }
+    let detector = detector_args.load()?;
     let (model, device) = (detector.model(), detector.device());
     let post = model.config().postprocess;
     let progress = indicatif::ProgressBar::new(entries.len() as u64);

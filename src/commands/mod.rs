@@ -9,6 +9,7 @@ pub mod detect;
 pub mod detector_args;
 pub mod eval;
 pub mod forward;
+pub mod merge;
 pub mod models;
 pub mod synth;
 pub mod train;

@@ -31,6 +31,8 @@ pub struct Detected {
     pub detections: Detections,
     /// The decoded image, kept when the caller asked for it (overlays).
     pub image: Option<RgbImage>,
+    /// Width and height of the image in pixels.
+    pub size: [u32; 2],
 }
 
 /// Accumulated per-stage time.
@@ -154,9 +156,10 @@ pub fn run(
             timings.inference_ms += inference;
             timings.postprocess_ms += postprocess;
             timings.images += n;
-            for (detections, (index, path, _, image, pre_ms)) in rescaled {
+            for (detections, (index, path, (width, height), image, pre_ms)) in rescaled {
                 let total_ms = pre_ms + (inference + postprocess) / n as f64;
-                sink(ImageOutcome { index, path, result: Ok(Detected { detections, image }), total_ms });
+                let size = [width, height];
+                sink(ImageOutcome { index, path, result: Ok(Detected { detections, image, size }), total_ms });
             }
         }
         Ok(())

@@ -46,6 +46,12 @@ fn bytes(_model: &str) -> Option<&'static [u8]> {
     None
 }
 
+/// The compiled-in safetensors bytes a built-in detector's weights come from (the person
+/// detector's for its MixConv variant), or `None`: what to fingerprint a run's weights by.
+pub fn raw_bytes(model: &str) -> Option<&'static [u8]> {
+    bytes(if model == MIXCONV_PERSON { PERSON } else { model })
+}
+
 /// The compiled-in state dict of a built-in detector, or `None` when it has none (or the crate
 /// was built without `builtin-weights`).
 pub fn state_dict(model: &str) -> Option<Result<HashMap<String, Tensor>>> {
