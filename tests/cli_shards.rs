@@ -317,3 +317,51 @@ fn sharded_dataset_evaluation_equals_the_single_one() {
         .expect("merge"));
     assert_eq!(numbers(&String::from_utf8_lossy(&out.stdout)), single);
 }
+
+/// Parts that do not belong together are refused by `merge` with one line naming the file, and an
+/// existing results file is left as it was.
+#[test]
+fn merge_refuses_truncated_mixed_and_foreign_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (images, _) = synth(dir.path(), 4);
+    let good = dir.path().join("good");
+    for shard in 0..2 {
+        ok(shard_cmd(&images, &good, &[])
+            .args(["--shard", &shard.to_string(), "--num-shards", "2"])
+            .output()
+            .expect("shard"));
+    }
+    let results = dir.path().join("results.json");
+    std::fs::write(&results, b"previous results").expect("write");
+    let variant = |name: &str, edit: &dyn Fn(&Path)| -> String {
+        let parts = dir.path().join(name);
+        std::fs::create_dir_all(&parts).expect("mkdir");
+        for entry in std::fs::read_dir(&good).expect("ls") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, parts.join(p.file_name().expect("name"))).expect("copy");
+        }
+        edit(&parts);
+        let out = mixdet().arg("merge").arg(&parts).arg("--json").arg(&results).output().expect("merge");
+        assert!(!out.status.success());
+        assert_eq!(std::fs::read(&results).expect("results"), b"previous results", "{name}: results kept");
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    let part1 = |p: &Path| p.join("part-00001-of-00002.jsonl");
+    let err = variant("truncated", &|p| {
+        let text = std::fs::read_to_string(part1(p)).expect("part");
+        let cut: Vec<&str> = text.lines().collect();
+        std::fs::write(part1(p), cut[..cut.len() - 1].join("\n") + "\n").expect("write");
+    });
+    assert!(err.contains("part-00001-of-00002.jsonl") && err.contains("no footer"), "{err}");
+    let err = variant("mixed", &|p| {
+        std::fs::copy(part1(p), p.join("part-00000-of-00003.jsonl")).expect("copy");
+    });
+    assert!(err.contains("parts of different shard counts"), "{err}");
+    let err = variant("foreign", &|p| {
+        let text = std::fs::read_to_string(part1(p)).expect("part");
+        std::fs::write(part1(p), text.replacen(MODEL, "ssdlite300_mobilenet_v2_person", 1)).expect("write");
+    });
+    assert!(err.contains("part-00001-of-00002.jsonl: written by another run (model:"), "{err}");
+}
