@@ -33,3 +33,8 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
         Ok(())
     })
 }
+
+/// Writes `bytes` to `path`.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |tmp| Ok(std::fs::write(tmp, bytes)?))
+}

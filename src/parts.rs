@@ -41,8 +41,14 @@ pub struct RunSettings {
     pub inputs: usize,
     /// Number of shards the list is split into.
     pub num_shards: usize,
-    /// Detections kept from this score.
+    /// Detections kept from this score (classes without a threshold of their own).
     pub score_threshold: f32,
+    /// Per-class score thresholds, by label.
+    #[serde(default)]
+    pub class_thresholds: Vec<(usize, f32)>,
+    /// The classes kept (`None`: all).
+    #[serde(default)]
+    pub classes: Option<Vec<usize>>,
     /// NMS IoU threshold.
     pub iou_threshold: f32,
     /// Detections kept per image.

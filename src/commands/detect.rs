@@ -2,6 +2,7 @@
 //! COCO-format results and a per-image summary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,9 +34,13 @@ pub struct DetectArgs {
     /// Folder for the overlays (created if needed; inputs are never overwritten).
     #[arg(long, default_value = "runs/detect")]
     pub out: PathBuf,
-    /// Keep detections scoring at least this (overlays, JSON and summary).
-    #[arg(long, default_value_t = 0.3)]
-    pub score_threshold: f32,
+    /// Keep detections scoring at least this (overlays, JSON and summary): a default and
+    /// per-class values, `0.3`, `0.3,person=0.5` (class names or label indices).
+    #[arg(long, default_value = "0.3", value_name = "T[,CLASS=T]...")]
+    pub score_threshold: String,
+    /// Keep only these classes (names or label indices, comma-separated), in every output.
+    #[arg(long, value_name = "CLASS,..")]
+    pub classes: Option<String>,
     /// NMS IoU threshold (default: the model's).
     #[arg(long)]
     pub iou_threshold: Option<f32>,
@@ -54,6 +59,18 @@ pub struct DetectArgs {
     /// Do not write overlay images.
     #[arg(long)]
     pub no_overlay: bool,
+    /// Write one JSON line per image as soon as it is done (`-`: standard output, the per-image
+    /// summary then goes to standard error): index, path, size, detections (box x1 y1 x2 y2 in
+    /// pixels, score, label, name) or the error.
+    #[arg(long, value_name = "FILE|-")]
+    pub jsonl: Option<PathBuf>,
+    /// Write YOLO-format labels per image into OUT/labels/<name>.txt (`class cx cy w h`,
+    /// normalised; class = label index - 1, names in OUT/labels/classes.txt).
+    #[arg(long)]
+    pub save_txt: bool,
+    /// Save each detection's crop as DIR/<class>/<image stem>_<rank>.jpg.
+    #[arg(long, value_name = "DIR")]
+    pub save_crops: Option<PathBuf>,
     #[command(flatten)]
     pub sharding: ShardArgs,
 }
@@ -143,7 +160,11 @@ pub fn run_shard_of(
         recursive: false,
         detector: detector.clone(),
         out: PathBuf::from("runs/detect"),
-        score_threshold: config.postprocess.score_thresh.clamp(0.0, 1.0),
+        score_threshold: config.postprocess.score_thresh.clamp(0.0, 1.0).to_string(),
+        classes: None,
+        jsonl: None,
+        save_txt: false,
+        save_crops: None,
         iou_threshold: None,
         max_detections: None,
         batch,
@@ -155,16 +176,22 @@ pub fn run_shard_of(
     run_shard(&args, files, shard.unwrap_or(Shard { index: 0, count: 1 }), parts)
 }
 
-/// The detector with the command line's thresholds.
+/// The detector with the command line's thresholds and classes (checked against its labels).
 fn load_detector(args: &DetectArgs) -> Result<mixdet::Detector> {
-    let mut options = DetectOptions::default().with_score_threshold(args.score_threshold)?;
+    let detector = args.detector.load()?;
+    let labels = detector.labels().to_vec();
+    let mut options =
+        DetectOptions::default().with_score_spec(&args.score_threshold, &labels).context("--score-threshold")?;
+    if let Some(classes) = &args.classes {
+        options = options.with_class_spec(classes, &labels).context("--classes")?;
+    }
     if let Some(t) = args.iou_threshold {
-        options = options.with_iou_threshold(t)?;
+        options = options.with_iou_threshold(t).context("--iou-threshold")?;
     }
     if let Some(m) = args.max_detections {
-        options = options.with_max_detections(m)?;
+        options = options.with_max_detections(m).context("--max-detections")?;
     }
-    Ok(args.detector.load()?.with_options(options))
+    Ok(detector.with_options(options))
 }
 
 /// SHA-256 of the weights a run uses: the file given, else the built-in ones.
@@ -195,7 +222,9 @@ fn run_shard(args: &DetectArgs, files: Vec<PathBuf>, shard: Shard, dir: &Path) -
             inputs_sha256: parts::sha256_paths(&files),
             inputs: files.len(),
             num_shards: shard.count,
-            score_threshold: args.score_threshold,
+            score_threshold: detector.options().score_threshold(),
+            class_thresholds: detector.options().class_score_thresholds().to_vec(),
+            classes: detector.options().classes().map(<[usize]>::to_vec),
             iou_threshold: post.nms_thresh,
             max_detections: post.detections_per_img,
             batch: args.batch,
@@ -246,7 +275,7 @@ fn run_shard(args: &DetectArgs, files: Vec<PathBuf>, shard: Shard, dir: &Path) -
                 PartRecord { index, path, size: [0, 0], detections: Vec::new(), error: Some(e.reason()) }
             }
             Ok(mut det) => {
-                det.detections.retain_score_at_least(args.score_threshold);
+                detector.options().retain(&mut det.detections);
                 println!("{path}: {} ({:.1} ms)", summary(&det, &labels), o.total_ms);
                 if let Some(img) = det.image.as_mut() {
                     draw_detections(img, &detector.detections(&det.detections));
@@ -309,12 +338,17 @@ fn run_shard(args: &DetectArgs, files: Vec<PathBuf>, shard: Shard, dir: &Path) -
 
 /// Runs `mixdet detect`.
 pub fn run(args: DetectArgs) -> Result<ExitCode> {
+    let stdin = args.manifest.is_none() && args.paths.len() == 1 && args.paths[0].as_os_str() == "-";
     let files = match &args.manifest {
         Some(m) => crate::inputs::read_manifest(m)?,
+        None if stdin => Vec::new(),
         None => crate::inputs::expand(&args.paths, args.recursive)?,
     };
     let shard = Shard::resolve(args.sharding.shard, args.sharding.num_shards, |k| std::env::var(k).ok())?;
     if let Some(parts) = &args.sharding.parts {
+        if stdin {
+            bail!("detect - with --parts: shards split a list known in advance; pass it as --manifest LIST.txt");
+        }
         if args.json.is_some() {
             bail!(
                 "--json and --parts: a sharded run writes parts; `mixdet merge {} --json FILE` writes the results file",
@@ -331,7 +365,164 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
             shard.count
         );
     }
-    let detector = load_detector(&args)?;
+    run_streams(&args, files, stdin)
+}
+
+/// Where a plain (unsharded) run writes, image by image.
+struct Outputs<'a> {
+    args: &'a DetectArgs,
+    detector: &'a mixdet::Detector,
+    ids: Option<HashMap<String, i64>>,
+    inputs: HashSet<PathBuf>,
+    used: HashSet<PathBuf>,
+    records: Vec<(usize, Vec<ResultRecord>)>,
+    jsonl: Option<Box<dyn std::io::Write>>,
+    summaries_to_stderr: bool,
+    failures: usize,
+    missing_ids: usize,
+    images: usize,
+}
+
+impl Outputs<'_> {
+    fn image(&mut self, index: usize, o: ImageOutcome, progress: &ProgressBar) -> Result<()> {
+        self.images += 1;
+        let name = o.path.display().to_string();
+        let mut det = match o.result {
+            Ok(d) => d,
+            Err(e) => {
+                self.failures += 1;
+                progress.suspend(|| eprintln!("error: {e:#}"));
+                if let Some(w) = self.jsonl.as_mut() {
+                    let line = serde_json::json!({"index": index, "path": name, "error": e.reason()});
+                    writeln!(w, "{line}").and_then(|_| w.flush()).context("writing --jsonl")?;
+                }
+                return Ok(());
+            }
+        };
+        self.detector.options().retain(&mut det.detections);
+        let labels = self.detector.labels();
+        let line = format!("{name}: {} ({:.1} ms)", summary(&det, labels), o.total_ms);
+        if self.summaries_to_stderr {
+            progress.suspend(|| eprintln!("{line}"));
+        } else {
+            progress.suspend(|| println!("{line}"));
+        }
+        let found = self.detector.detections(&det.detections);
+        if let Some(w) = self.jsonl.as_mut() {
+            let dets: Vec<serde_json::Value> = found
+                .iter()
+                .map(|d| serde_json::json!({"bbox": d.bbox, "score": d.score, "label": d.label, "name": d.name}))
+                .collect();
+            let line = serde_json::json!({"index": index, "path": name, "size": det.size, "detections": dets});
+            writeln!(w, "{line}").and_then(|_| w.flush()).context("writing --jsonl")?;
+        }
+        let stem = o.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        if self.args.save_txt {
+            let [w, h] = det.size.map(|v| v.max(1) as f32);
+            let text: String = found
+                .iter()
+                .map(|d| {
+                    let b = d.bbox;
+                    let (cx, cy) = ((b[0] + b[2]) / 2.0 / w, (b[1] + b[3]) / 2.0 / h);
+                    let (bw, bh) = ((b[2] - b[0]) / w, (b[3] - b[1]) / h);
+                    format!("{} {cx:.6} {cy:.6} {bw:.6} {bh:.6}\n", d.label.saturating_sub(1))
+                })
+                .collect();
+            let path = unique_path(&self.args.out.join("labels"), &stem, "txt", &mut self.used, &self.inputs);
+            crate::output::write_bytes(&path, text.as_bytes())?;
+        }
+        if let (Some(dir), Some(img)) = (&self.args.save_crops, det.image.as_ref()) {
+            for (rank, d) in found.iter().enumerate() {
+                let b = d.bbox;
+                let (x0, y0) = (b[0].floor().max(0.0) as u32, b[1].floor().max(0.0) as u32);
+                let (x1, y1) =
+                    (b[2].ceil().min(img.width() as f32) as u32, b[3].ceil().min(img.height() as f32) as u32);
+                if x1 <= x0 || y1 <= y0 {
+                    continue;
+                }
+                let crop = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
+                let class_dir = dir.join(d.name.replace(['/', '\\'], "_"));
+                std::fs::create_dir_all(&class_dir)
+                    .with_context(|| format!("{}: cannot create folder", class_dir.display()))?;
+                let path = unique_path(&class_dir, &format!("{stem}_{rank}"), "jpg", &mut self.used, &self.inputs);
+                if let Err(e) = crop.save(&path) {
+                    self.failures += 1;
+                    progress.suspend(|| eprintln!("error: {}: cannot write crop: {e}", path.display()));
+                }
+            }
+        }
+        if !self.args.no_overlay {
+            if let Some(img) = det.image.as_mut() {
+                draw_detections(img, &found);
+                let path = overlay_path(&self.args.out, &o.path, &mut self.used, &self.inputs);
+                if let Err(e) = img.save(&path) {
+                    self.failures += 1;
+                    progress.suspend(|| eprintln!("error: {}: cannot write overlay: {e}", path.display()));
+                }
+            }
+        }
+        if self.args.json.is_some() {
+            let file_name = file_name_key(&o.path);
+            let image_id = match &self.ids {
+                Some(map) => match map.get(&file_name) {
+                    Some(&id) => id,
+                    None => {
+                        self.missing_ids += 1;
+                        return Ok(());
+                    }
+                },
+                None => index as i64 + 1,
+            };
+            let recs = det
+                .detections
+                .coco_boxes()
+                .map(|(category_id, bbox, score)| ResultRecord {
+                    image_id,
+                    category_id,
+                    bbox,
+                    score,
+                    file_name: self.ids.is_none().then(|| file_name.clone()),
+                })
+                .collect();
+            self.records.push((index, recs));
+        }
+        Ok(())
+    }
+}
+
+/// `out/<stem>.<ext>`, or `<stem>_<n>.<ext>` when that name was used in this run or is an input.
+fn unique_path(dir: &Path, stem: &str, ext: &str, used: &mut HashSet<PathBuf>, inputs: &HashSet<PathBuf>) -> PathBuf {
+    for n in 0.. {
+        let name = if n == 0 { format!("{stem}.{ext}") } else { format!("{stem}_{n}.{ext}") };
+        let p = dir.join(name);
+        let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        if !used.contains(&p) && !inputs.contains(&canonical) {
+            used.insert(p.clone());
+            return p;
+        }
+    }
+    unreachable!("an unbounded counter always finds a free name")
+}
+
+/// Paths from standard input, a block at a time (so that memory does not grow with the count).
+fn stdin_block(lines: &mut impl Iterator<Item = std::io::Result<String>>, max: usize) -> Result<Vec<PathBuf>> {
+    let mut block = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.context("reading paths from standard input")?;
+        let line = line.trim();
+        if !line.is_empty() {
+            block.push(PathBuf::from(line));
+        }
+        if block.len() == max {
+            break;
+        }
+    }
+    Ok(block)
+}
+
+/// A plain run over `files`, or over the paths read from standard input when `stdin`.
+fn run_streams(args: &DetectArgs, files: Vec<PathBuf>, stdin: bool) -> Result<ExitCode> {
+    let detector = load_detector(args)?;
     let (model, device) = (detector.model(), detector.device());
     let post = detector.options().postprocess(&model.config().postprocess);
     let ids = match &args.gt {
@@ -341,8 +532,33 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     if !args.no_overlay {
         std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create folder", args.out.display()))?;
     }
-    let inputs: HashSet<PathBuf> = files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect();
-    let labels = model.config().labels.clone();
+    if args.save_txt {
+        let dir = args.out.join("labels");
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+        let names: String = detector.labels().iter().skip(1).map(|l| format!("{l}\n")).collect();
+        crate::output::write_bytes(&dir.join("classes.txt"), names.as_bytes())?;
+    }
+    let to_stdout = args.jsonl.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let jsonl: Option<Box<dyn std::io::Write>> = match &args.jsonl {
+        None => None,
+        Some(_) if to_stdout => Some(Box::new(std::io::stdout())),
+        Some(path) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("{}: cannot write", path.display()))?,
+        ))),
+    };
+    let mut outputs = Outputs {
+        args,
+        detector: &detector,
+        ids,
+        inputs: files.iter().filter_map(|f| std::fs::canonicalize(f).ok()).collect(),
+        used: HashSet::new(),
+        records: Vec::new(),
+        jsonl,
+        summaries_to_stderr: to_stdout,
+        failures: 0,
+        missing_ids: 0,
+        images: 0,
+    };
     let progress = if files.len() > 4 {
         let pb = ProgressBar::new(files.len() as u64);
         pb.set_style(
@@ -353,83 +569,70 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let mut used = HashSet::new();
-    let mut records: Vec<(usize, Vec<ResultRecord>)> = Vec::new();
-    let mut failures = 0usize;
-    let mut missing_ids = 0usize;
-    let file_names: Vec<String> = files.iter().map(|f| file_name_key(f)).collect();
-    let timings = pipeline::run(model, device, &files, args.batch, &post, !args.no_overlay, |o: ImageOutcome| {
-        progress.inc(1);
-        let name = o.path.display().to_string();
-        let mut det = match o.result {
-            Ok(d) => d,
-            Err(e) => {
-                failures += 1;
-                progress.suspend(|| eprintln!("error: {e:#}"));
-                return;
+    let keep_images = !args.no_overlay || args.save_crops.is_some();
+    let mut timings = pipeline::Timings::default();
+    let mut error: Option<anyhow::Error> = None;
+    let mut run_block = |block: &[PathBuf], offset: usize, outputs: &mut Outputs| -> Result<()> {
+        let t = pipeline::run(model, device, block, args.batch, &post, keep_images, |o: ImageOutcome| {
+            progress.inc(1);
+            if error.is_none() {
+                if let Err(e) = outputs.image(offset + o.index, o, &progress) {
+                    error = Some(e);
+                }
             }
-        };
-        det.detections.retain_score_at_least(args.score_threshold);
-        let line = format!("{name}: {} ({:.1} ms)", summary(&det, &labels), o.total_ms);
-        progress.suspend(|| println!("{line}"));
-        if let Some(img) = det.image.as_mut() {
-            draw_detections(img, &detector.detections(&det.detections));
-            let path = overlay_path(&args.out, &o.path, &mut used, &inputs);
-            if let Err(e) = img.save(&path) {
-                failures += 1;
-                progress.suspend(|| eprintln!("error: {}: cannot write overlay: {e}", path.display()));
+        })?;
+        if let Some(e) = error.take() {
+            return Err(e);
+        }
+        timings.preprocess_ms += t.preprocess_ms;
+        timings.inference_ms += t.inference_ms;
+        timings.postprocess_ms += t.postprocess_ms;
+        timings.images += t.images;
+        Ok(())
+    };
+    if stdin {
+        // Blocks of paths: the pipeline's prefetch restarts per block, memory stays bounded.
+        let mut lines = std::io::stdin().lock().lines();
+        let mut offset = 0;
+        loop {
+            let block = stdin_block(&mut lines, 512)?;
+            if block.is_empty() {
+                break;
             }
+            run_block(&block, offset, &mut outputs)?;
+            offset += block.len();
         }
-        if args.json.is_some() {
-            let file_name = &file_names[o.index];
-            let image_id = match &ids {
-                Some(map) => match map.get(file_name) {
-                    Some(&id) => id,
-                    None => {
-                        missing_ids += 1;
-                        return;
-                    }
-                },
-                None => o.index as i64 + 1,
-            };
-            let recs = det
-                .detections
-                .coco_boxes()
-                .map(|(category_id, bbox, score)| ResultRecord {
-                    image_id,
-                    category_id,
-                    bbox,
-                    score,
-                    file_name: ids.is_none().then(|| file_name.clone()),
-                })
-                .collect();
-            records.push((o.index, recs));
-        }
-    })?;
+    } else {
+        run_block(&files, 0, &mut outputs)?;
+    }
     progress.finish_and_clear();
+    let say = |line: String| if to_stdout { eprintln!("{line}") } else { println!("{line}") };
     if let Some(path) = &args.json {
-        records.sort_by_key(|(i, _)| *i);
-        let all: Vec<&ResultRecord> = records.iter().flat_map(|(_, r)| r).collect();
+        outputs.records.sort_by_key(|(i, _)| *i);
+        let all: Vec<&ResultRecord> = outputs.records.iter().flat_map(|(_, r)| r).collect();
         crate::output::write_json(path, &all)?;
-        println!("Results: {} detections written to {}", all.len(), path.display());
-        if missing_ids > 0 {
-            eprintln!("warning: {missing_ids} image(s) are not in the --gt file and were left out of the JSON");
+        say(format!("Results: {} detections written to {}", all.len(), path.display()));
+        if outputs.missing_ids > 0 {
+            eprintln!(
+                "warning: {} image(s) are not in the --gt file and were left out of the JSON",
+                outputs.missing_ids
+            );
         }
     }
     let n = timings.images.max(1) as f64;
     let [h, w] = model.config().input_size;
-    println!(
+    say(format!(
         "Speed: {:.1}ms preprocess, {:.1}ms inference, {:.1}ms postprocess per image at shape ({}, 3, {h}, {w})",
         timings.preprocess_ms / n,
         timings.inference_ms / n,
         timings.postprocess_ms / n,
         args.batch
-    );
+    ));
     if !args.no_overlay {
-        println!("Overlays saved to {}", args.out.display());
+        say(format!("Overlays saved to {}", args.out.display()));
     }
-    if failures > 0 {
-        eprintln!("{failures} of {} images failed", files.len());
+    if outputs.failures > 0 {
+        eprintln!("{} of {} images failed", outputs.failures, outputs.images);
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

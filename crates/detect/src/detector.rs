@@ -64,24 +64,126 @@ pub struct Detection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectOptions {
     score_threshold: f32,
+    class_thresholds: Vec<(usize, f32)>,
+    classes: Option<Vec<usize>>,
     iou_threshold: Option<f32>,
     max_detections: Option<usize>,
 }
 
 impl Default for DetectOptions {
-    /// Detections scoring at least 0.3, the model's own NMS IoU and detection count.
+    /// Detections of every class scoring at least 0.3, the model's own NMS IoU and detection count.
     fn default() -> Self {
-        Self { score_threshold: 0.3, iou_threshold: None, max_detections: None }
+        Self {
+            score_threshold: 0.3,
+            class_thresholds: Vec::new(),
+            classes: None,
+            iou_threshold: None,
+            max_detections: None,
+        }
+    }
+}
+
+/// A class given by name (as in the detector's labels, case-insensitive) or by label index.
+fn class_index(spec: &str, labels: &[String]) -> Result<usize, Error> {
+    let spec = spec.trim();
+    if let Ok(i) = spec.parse::<usize>() {
+        if (1..labels.len()).contains(&i) {
+            return Ok(i);
+        }
+        return Err(Error::Option(format!("class {i} is not a label of this detector (1..{})", labels.len() - 1)));
+    }
+    labels.iter().skip(1).position(|l| l.eq_ignore_ascii_case(spec)).map(|i| i + 1).ok_or_else(|| {
+        let known: Vec<&str> = labels.iter().skip(1).map(String::as_str).filter(|l| *l != "N/A").take(12).collect();
+        let more = if labels.len() > 13 { ", ..." } else { "" };
+        Error::Option(format!("unknown class {spec:?} (this detector's classes: {}{more})", known.join(", ")))
+    })
+}
+
+fn unit_interval(t: f32, what: &str) -> Result<f32, Error> {
+    if (0.0..=1.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(Error::Option(format!("{what} {t} is not in [0, 1]")))
     }
 }
 
 impl DetectOptions {
-    /// Keep detections scoring at least `t` (in `[0, 1]`).
+    /// Keep detections scoring at least `t` (in `[0, 1]`), in the classes without a threshold
+    /// of their own.
     pub fn with_score_threshold(self, t: f32) -> Result<Self, Error> {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(Error::Option(format!("score threshold {t} is not in [0, 1]")));
+        Ok(Self { score_threshold: unit_interval(t, "score threshold")?, ..self })
+    }
+
+    /// Keep detections of class `label` scoring at least `t` (in `[0, 1]`).
+    pub fn with_class_score_threshold(mut self, label: usize, t: f32) -> Result<Self, Error> {
+        let t = unit_interval(t, "score threshold")?;
+        self.class_thresholds.retain(|(l, _)| *l != label);
+        self.class_thresholds.push((label, t));
+        self.class_thresholds.sort_by_key(|(l, _)| *l);
+        Ok(self)
+    }
+
+    /// Parses a score-threshold list against a detector's `labels`: a default and per-class
+    /// values, `0.3`, `0.3,person=0.5` or `person=0.5` (names or label indices).
+    pub fn with_score_spec(self, spec: &str, labels: &[String]) -> Result<Self, Error> {
+        let mut out = self;
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let parse = |v: &str| {
+                v.trim().parse::<f32>().map_err(|_| Error::Option(format!("score threshold {v:?} is not a number")))
+            };
+            out = match item.split_once('=') {
+                Some((class, value)) => out.with_class_score_threshold(class_index(class, labels)?, parse(value)?)?,
+                None => out.with_score_threshold(parse(item)?)?,
+            };
         }
-        Ok(Self { score_threshold: t, ..self })
+        Ok(out)
+    }
+
+    /// Keep only detections of these classes (label indices; at least one).
+    pub fn with_classes(self, mut labels: Vec<usize>) -> Result<Self, Error> {
+        if labels.is_empty() {
+            return Err(Error::Option("the class list is empty".into()));
+        }
+        labels.sort_unstable();
+        labels.dedup();
+        Ok(Self { classes: Some(labels), ..self })
+    }
+
+    /// Parses a class list (`person,car` or `1,3`) against a detector's `labels`.
+    pub fn with_class_spec(self, spec: &str, labels: &[String]) -> Result<Self, Error> {
+        let list = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| class_index(c, labels))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_classes(list)
+    }
+
+    /// The classes kept (`None`: all).
+    pub fn classes(&self) -> Option<&[usize]> {
+        self.classes.as_deref()
+    }
+
+    /// Per-class score thresholds, by label.
+    pub fn class_score_thresholds(&self) -> &[(usize, f32)] {
+        &self.class_thresholds
+    }
+
+    /// The score a detection of class `label` needs.
+    pub fn score_threshold_for(&self, label: usize) -> f32 {
+        self.class_thresholds.iter().find(|(l, _)| *l == label).map_or(self.score_threshold, |(_, t)| *t)
+    }
+
+    /// Whether a detection of class `label` with `score` is kept.
+    pub fn keeps(&self, label: usize, score: f32) -> bool {
+        self.classes.as_ref().is_none_or(|c| c.binary_search(&label).is_ok())
+            && score >= self.score_threshold_for(label)
+    }
+
+    /// Drops the detections these options do not keep.
+    pub fn retain(&self, d: &mut Detections) {
+        d.retain(|label, score| self.keeps(label.max(0) as usize, score));
     }
 
     /// Suppress boxes overlapping a better box of their class above IoU `t` (in `[0, 1]`).
@@ -199,7 +301,7 @@ impl Detector {
             .zip(images)
             .map(|(mut d, image)| {
                 d.rescale([h, w], [image.height() as usize, image.width() as usize]);
-                d.retain_score_at_least(self.options.score_threshold);
+                self.options.retain(&mut d);
                 self.detections(&d)
             })
             .collect())
@@ -236,6 +338,30 @@ mod tests {
             PostprocessConfig { score_thresh: 0.01, nms_thresh: 0.6, detections_per_img: 100, topk_candidates: 100 };
         let p = o.postprocess(&model);
         assert_eq!((p.nms_thresh, p.detections_per_img, p.score_thresh), (0.4, 5, 0.01));
+    }
+
+    #[test]
+    fn classes_and_per_class_thresholds_by_name_or_index() {
+        let labels: Vec<String> = ["__background__", "person", "car", "traffic light"].map(String::from).to_vec();
+        let o = DetectOptions::default()
+            .with_score_spec("0.4, Person=0.8,3=0.1", &labels)
+            .and_then(|o| o.with_class_spec("person,traffic light", &labels))
+            .expect("valid");
+        assert_eq!(o.score_threshold(), 0.4);
+        assert_eq!(o.class_score_thresholds(), &[(1, 0.8), (3, 0.1)]);
+        assert_eq!(o.classes(), Some(&[1, 3][..]));
+        assert!(o.keeps(1, 0.85) && !o.keeps(1, 0.7) && o.keeps(3, 0.2) && !o.keeps(2, 0.99));
+        let mut d =
+            Detections { boxes: vec![[0.0; 4]; 4], scores: vec![0.9, 0.5, 0.99, 0.15], labels: vec![1, 1, 2, 3] };
+        o.retain(&mut d);
+        assert_eq!((d.scores, d.labels), (vec![0.9, 0.15], vec![1, 3]));
+        let err = |r: Result<DetectOptions, Error>| r.expect_err("invalid").to_string();
+        assert!(err(DetectOptions::default().with_class_spec("bus", &labels))
+            .contains("unknown class \"bus\" (this detector's classes: person, car, traffic light)"));
+        assert!(err(DetectOptions::default().with_class_spec("0", &labels)).contains("class 0 is not a label"));
+        assert!(err(DetectOptions::default().with_class_spec(" , ", &labels)).contains("empty"));
+        assert!(err(DetectOptions::default().with_score_spec("person=1.5", &labels)).contains("1.5 is not in [0, 1]"));
+        assert!(err(DetectOptions::default().with_score_spec("high", &labels)).contains("\"high\" is not a number"));
     }
 
     #[test]
