@@ -137,6 +137,8 @@ fn bad_filter_values_are_one_line_errors_before_any_work() {
         (vec!["--score-threshold", "0.3,star=-1"], "score threshold -1 is not in [0, 1]"),
         (vec!["--score-threshold", "0.3,dog=0.5"], "unknown class \"dog\""),
         (vec!["--score-threshold", "high"], "\"high\" is not a number"),
+        (vec!["--tile", "16"], "--tile: tile size 16 is below 32 pixels"),
+        (vec!["--tile", "64", "--tile-overlap", "1"], "--tile: tile overlap 1 is not in [0, 1)"),
     ] {
         let out = mixdet()
             .args(["detect", "--model", MODEL, "--out"])
@@ -151,4 +153,50 @@ fn bad_filter_values_are_one_line_errors_before_any_work() {
         assert!(err.contains(message), "{flags:?}: {err}");
         assert!(!out_dir.exists(), "{flags:?}: nothing written");
     }
+}
+
+#[test]
+fn tiled_detections_are_in_image_pixels_and_merged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = shapes(dir.path(), 2);
+    let run = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let json = dir.path().join("t.json");
+        let out = mixdet()
+            .args(["detect", "--model", MODEL, "--no-overlay", "--json"])
+            .arg(&json)
+            .args(extra)
+            .args(&files)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("json")
+    };
+    let tiled = run(&["--tile", "64", "--tile-overlap", "0.5", "--tile-full"]);
+    assert!(!tiled.is_empty());
+    for r in &tiled {
+        let b: Vec<f64> = r["bbox"].as_array().expect("bbox").iter().map(|x| x.as_f64().expect("f")).collect();
+        assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 96.0 + 1e-3 && b[1] + b[3] <= 96.0 + 1e-3, "{b:?}");
+    }
+    // Merged across tiles: no two kept boxes of one class in one image overlap much.
+    let iou = |a: &[f64], b: &[f64]| {
+        let (x0, y0) = (a[0].max(b[0]), a[1].max(b[1]));
+        let (x1, y1) = ((a[0] + a[2]).min(b[0] + b[2]), (a[1] + a[3]).min(b[1] + b[3]));
+        let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+        inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    };
+    for (i, a) in tiled.iter().enumerate() {
+        for b in &tiled[i + 1..] {
+            if a["image_id"] == b["image_id"] && a["category_id"] == b["category_id"] {
+                let v = |r: &serde_json::Value| -> Vec<f64> {
+                    r["bbox"].as_array().expect("bbox").iter().map(|x| x.as_f64().expect("f")).collect()
+                };
+                assert!(
+                    iou(&v(a), &v(b)) <= 0.5 + 1e-6,
+                    "intersection over the smaller box is at most 0.5, so the IoU is too"
+                );
+            }
+        }
+    }
+    // A tile at least the image's size is the whole image.
+    assert_eq!(run(&["--tile", "96"]), run(&[]));
 }

@@ -68,6 +68,16 @@ pub struct DetectArgs {
     /// normalised; class = label index - 1, names in OUT/labels/classes.txt).
     #[arg(long)]
     pub save_txt: bool,
+    /// Sliced inference for small objects: detect on overlapping SIZE x SIZE tiles (at least 32)
+    /// and merge the tiles' detections by class-aware NMS.
+    #[arg(long, value_name = "SIZE")]
+    pub tile: Option<u32>,
+    /// Fraction of a tile its neighbours overlap, in [0, 1).
+    #[arg(long, value_name = "F", default_value_t = 0.2, requires = "tile")]
+    pub tile_overlap: f32,
+    /// With --tile, also detect on the whole image (for objects larger than a tile).
+    #[arg(long, requires = "tile")]
+    pub tile_full: bool,
     /// Save each detection's crop as DIR/<class>/<image stem>_<rank>.jpg.
     #[arg(long, value_name = "DIR")]
     pub save_crops: Option<PathBuf>,
@@ -165,6 +175,9 @@ pub fn run_shard_of(
         jsonl: None,
         save_txt: false,
         save_crops: None,
+        tile: None,
+        tile_overlap: 0.2,
+        tile_full: false,
         iou_threshold: None,
         max_detections: None,
         batch,
@@ -522,6 +535,15 @@ fn stdin_block(lines: &mut impl Iterator<Item = std::io::Result<String>>, max: u
 
 /// A plain run over `files`, or over the paths read from standard input when `stdin`.
 fn run_streams(args: &DetectArgs, files: Vec<PathBuf>, stdin: bool) -> Result<ExitCode> {
+    let tiles = match args.tile {
+        Some(size) => Some(
+            mixdet::detect::TileOptions::new(size)
+                .and_then(|t| t.with_overlap(args.tile_overlap))
+                .map(|t| t.with_full_image(args.tile_full))
+                .context("--tile")?,
+        ),
+        None => None,
+    };
     let detector = load_detector(args)?;
     let (model, device) = (detector.model(), detector.device());
     let post = detector.options().postprocess(&model.config().postprocess);
@@ -573,6 +595,32 @@ fn run_streams(args: &DetectArgs, files: Vec<PathBuf>, stdin: bool) -> Result<Ex
     let mut timings = pipeline::Timings::default();
     let mut error: Option<anyhow::Error> = None;
     let mut run_block = |block: &[PathBuf], offset: usize, outputs: &mut Outputs| -> Result<()> {
+        if let Some(tiles) = &tiles {
+            for (i, path) in block.iter().enumerate() {
+                progress.inc(1);
+                let start = std::time::Instant::now();
+                let result = match mixdet_detect::load_rgb(path) {
+                    Ok(img) => {
+                        let found = detector.detect_tiled(&img, tiles)?;
+                        let mut d = mixdet_detect::Detections::default();
+                        for f in &found {
+                            d.boxes.push(f.bbox);
+                            d.scores.push(f.score);
+                            d.labels.push(f.label as i64);
+                        }
+                        let size = [img.width(), img.height()];
+                        Ok(pipeline::Detected { detections: d, image: keep_images.then_some(img), size })
+                    }
+                    Err(e) => Err(e),
+                };
+                let total_ms = start.elapsed().as_secs_f64() * 1e3;
+                timings.inference_ms += total_ms;
+                timings.images += 1;
+                let o = ImageOutcome { index: i, path: path.clone(), result, total_ms };
+                outputs.image(offset + i, o, &progress)?;
+            }
+            return Ok(());
+        }
         let t = pipeline::run(model, device, block, args.batch, &post, keep_images, |o: ImageOutcome| {
             progress.inc(1);
             if error.is_none() {

@@ -217,6 +217,67 @@ impl DetectOptions {
     }
 }
 
+/// Sliced inference for small objects in large images (the SAHI method): the image is cut into
+/// overlapping square tiles, each detected at the network's input size, and the detections,
+/// mapped back to the image, are merged greedily per class by intersection over the smaller box
+/// (SAHI's default match metric, at 0.5): a box mostly inside a better box of its class (the part
+/// of an object a tile cut off, or the same object seen by two tiles) is dropped. SAHI's default
+/// merges such boxes into their union instead; dropping keeps the better-scored box as it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TileOptions {
+    size: u32,
+    overlap: f32,
+    full_image: bool,
+}
+
+impl TileOptions {
+    /// Tiles of `size` pixels (at least 32), overlapping by a fifth of their size.
+    pub fn new(size: u32) -> Result<Self, Error> {
+        if size < 32 {
+            return Err(Error::Option(format!("tile size {size} is below 32 pixels")));
+        }
+        Ok(Self { size, overlap: 0.2, full_image: false })
+    }
+
+    /// Neighbouring tiles share this fraction of their size (in `[0, 1)`).
+    pub fn with_overlap(self, overlap: f32) -> Result<Self, Error> {
+        if !(0.0..1.0).contains(&overlap) {
+            return Err(Error::Option(format!("tile overlap {overlap} is not in [0, 1)")));
+        }
+        Ok(Self { overlap, ..self })
+    }
+
+    /// Also detect on the whole image (for objects larger than a tile).
+    pub fn with_full_image(self, full_image: bool) -> Self {
+        Self { full_image, ..self }
+    }
+
+    /// The tiles of a `width` x `height` image as `(x, y, w, h)`: a grid whose last row and
+    /// column end at the image's edge, one tile per axis when the image is not larger.
+    pub fn tiles(&self, width: u32, height: u32) -> Vec<(u32, u32, u32, u32)> {
+        let starts = |extent: u32| -> Vec<u32> {
+            if extent <= self.size {
+                return vec![0];
+            }
+            let stride = ((self.size as f32 * (1.0 - self.overlap)).floor() as u32).max(1);
+            let mut v: Vec<u32> = (0..).map(|i| i * stride).take_while(|&s| s + self.size < extent).collect();
+            v.push(extent - self.size);
+            v
+        };
+        let (xs, ys) = (starts(width), starts(height));
+        let mut out = Vec::with_capacity(xs.len() * ys.len());
+        for &y in &ys {
+            for &x in &xs {
+                out.push((x, y, self.size.min(width), self.size.min(height)));
+            }
+        }
+        out
+    }
+}
+
+/// Intersection over the smaller box above which tiled detections of one class are one object.
+const TILE_MATCH_IOS: f32 = 0.5;
+
 /// A detector ready for inference: the network (BatchNorm folded), its device and options.
 #[derive(Debug)]
 pub struct Detector {
@@ -307,6 +368,52 @@ impl Detector {
             .collect())
     }
 
+    /// The objects in one image by sliced inference ([`TileOptions`]), best first. The tiles
+    /// run as one batch; the options' classes and thresholds apply, then the detection count.
+    pub fn detect_tiled(&self, image: &RgbImage, tiles: &TileOptions) -> Result<Vec<Detection>, Error> {
+        let (w, h) = image.dimensions();
+        let grid = tiles.tiles(w, h);
+        let mut crops: Vec<RgbImage> =
+            grid.iter().map(|&(x, y, tw, th)| image::imageops::crop_imm(image, x, y, tw, th).to_image()).collect();
+        if tiles.full_image {
+            crops.push(image.clone());
+        }
+        let mut per_crop = self.detect_batch(&crops)?;
+        if per_crop.len() == 1 {
+            // One tile covering the image: plain detection, nothing to merge.
+            return Ok(per_crop.pop().unwrap_or_default());
+        }
+        let mut all: Vec<Detection> = Vec::new();
+        for (i, dets) in per_crop.into_iter().enumerate() {
+            let (ox, oy) = grid.get(i).map_or((0.0, 0.0), |&(x, y, _, _)| (x as f32, y as f32));
+            all.extend(dets.into_iter().map(|mut d| {
+                d.bbox = [d.bbox[0] + ox, d.bbox[1] + oy, d.bbox[2] + ox, d.bbox[3] + oy];
+                d
+            }));
+        }
+        let post = self.options.postprocess(&self.model.config().postprocess);
+        all.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let area = |b: &[f32; 4]| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+        let mut merged: Vec<Detection> = Vec::new();
+        for d in all {
+            let covered = merged.iter().any(|k| {
+                if k.label != d.label {
+                    return false;
+                }
+                let (a, b) = (&k.bbox, &d.bbox);
+                let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+                let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+                let smaller = area(a).min(area(b));
+                smaller > 0.0 && w * h / smaller > TILE_MATCH_IOS
+            });
+            if !covered {
+                merged.push(d);
+            }
+        }
+        merged.truncate(post.detections_per_img);
+        Ok(merged)
+    }
+
     /// [`Detections`] (as the batch pipeline returns them) as labelled [`Detection`]s.
     pub fn detections(&self, d: &Detections) -> Vec<Detection> {
         let labels = self.labels();
@@ -338,6 +445,18 @@ mod tests {
             PostprocessConfig { score_thresh: 0.01, nms_thresh: 0.6, detections_per_img: 100, topk_candidates: 100 };
         let p = o.postprocess(&model);
         assert_eq!((p.nms_thresh, p.detections_per_img, p.score_thresh), (0.4, 5, 0.01));
+    }
+
+    #[test]
+    fn tiles_cover_the_image_with_the_overlap_asked_for() {
+        let t = TileOptions::new(320).and_then(|t| t.with_overlap(0.25)).expect("valid");
+        let grid = t.tiles(1000, 300);
+        let xs: Vec<u32> = grid.iter().map(|g| g.0).collect();
+        assert_eq!(xs, [0, 240, 480, 680]);
+        assert!(grid.iter().all(|g| g.1 == 0 && g.2 == 320 && g.3 == 300));
+        assert_eq!(TileOptions::new(320).expect("valid").tiles(200, 100), [(0, 0, 200, 100)]);
+        assert!(TileOptions::new(31).is_err());
+        assert!(TileOptions::new(64).and_then(|t| t.with_overlap(1.0)).is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use config::{
     AnchorConfig, AnchorGenerator, ConfigError, DetectorConfig, Family, PostprocessConfig, TfAnchorConfig,
     BUILTIN_NAMES,
 };
-pub use detector::{DetectOptions, Detection, Detector, Error};
+pub use detector::{DetectOptions, Detection, Detector, Error, TileOptions};
 pub use image_file::{load_rgb, ImageFileError};
 pub use postprocess::Detections;
 pub use preprocess::PlanarImage;
