@@ -180,6 +180,8 @@ fn shard_settings_are_checked_before_any_work() {
     assert!(run(&[], &[("JOB_COMPLETION_INDEX", "1".into())]).contains("pass the Job's completions as --num-shards"));
     let err = run(&["--json", "x.json"], &[]);
     assert!(err.contains("--json and --parts"), "{err}");
+    let err = run(&["--save-txt", "--tile", "64"], &[]);
+    assert!(err.contains("--save-txt, --tile with --parts"), "{err}");
     assert!(!parts.exists(), "nothing written");
     // A shard without --parts is refused rather than writing one shard's results as the whole.
     let out = mixdet()

@@ -362,6 +362,18 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         if stdin {
             bail!("detect - with --parts: shards split a list known in advance; pass it as --manifest LIST.txt");
         }
+        let unsupported: Vec<&str> = [
+            (args.jsonl.is_some(), "--jsonl"),
+            (args.save_txt, "--save-txt"),
+            (args.save_crops.is_some(), "--save-crops"),
+            (args.tile.is_some(), "--tile"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+        if !unsupported.is_empty() {
+            bail!("{} with --parts: a sharded run writes its results as parts only", unsupported.join(", "));
+        }
         if args.json.is_some() {
             bail!(
                 "--json and --parts: a sharded run writes parts; `mixdet merge {} --json FILE` writes the results file",
