@@ -172,7 +172,7 @@ pub fn run(
 /// images/s at batch 1, 4 and 16).
 const CPU_MICRO_BATCH: usize = 4;
 
-/// The head outputs of batch `x`, on the CPU: on the CPU in slices of [`CPU_MICRO_BATCH`] images,
+/// The head outputs of batch `x`: on the CPU in slices of four images (larger slices leave the caches),
 /// on a GPU in one pass.
 pub fn forward_in_chunks(model: &SsdLite, x: &Tensor, device: &Device) -> Result<HeadOutput> {
     let n = x.dim(0)?;
