@@ -200,3 +200,30 @@ fn tiled_detections_are_in_image_pixels_and_merged() {
     // A tile at least the image's size is the whole image.
     assert_eq!(run(&["--tile", "96"]), run(&[]));
 }
+
+/// Classes left out take none of the `--max-detections` places: the filter runs inside
+/// post-processing, not after it.
+#[test]
+fn class_filter_applies_before_the_detection_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = shapes(dir.path(), 8);
+    let all = jsonl(&files, &[]);
+    let names = |l: &serde_json::Value| -> Vec<String> {
+        l["detections"]
+            .as_array()
+            .expect("detections")
+            .iter()
+            .map(|d| d["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let (i, wanted) = all
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let n = names(l);
+            n.iter().skip(1).find(|c| **c != n[0]).map(|c| (i, c.clone()))
+        })
+        .expect("an image where the best detection is of another class");
+    let capped = jsonl(&files[i..=i], &["--max-detections", "1", "--classes", &wanted]);
+    assert_eq!(names(&capped[0]), [wanted]);
+}

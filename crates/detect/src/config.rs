@@ -132,6 +132,26 @@ impl AnchorGenerator {
     }
 }
 
+/// A set of class labels below 256, as a bitmask (so that [`PostprocessConfig`] stays `Copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassSet([u64; 4]);
+
+impl ClassSet {
+    /// The set of `labels`, or `None` when one is 256 or more.
+    pub fn from_labels(labels: &[usize]) -> Option<Self> {
+        let mut bits = [0u64; 4];
+        for &l in labels {
+            *bits.get_mut(l / 64)? |= 1 << (l % 64);
+        }
+        Some(Self(bits))
+    }
+
+    /// Whether `label` is in the set.
+    pub fn contains(&self, label: usize) -> bool {
+        self.0.get(label / 64).is_some_and(|b| b & (1 << (label % 64)) != 0)
+    }
+}
+
 /// Post-processing thresholds (torchvision's SSD `postprocess_detections`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PostprocessConfig {
@@ -144,6 +164,10 @@ pub struct PostprocessConfig {
     /// Candidates kept per class before NMS (torchvision); for the TF family, the most boxes
     /// NMS keeps per class (`max_detections_per_class`).
     pub topk_candidates: usize,
+    /// Only these classes are scored, so that the others take none of the `detections_per_img`
+    /// places (set from `DetectOptions::with_classes`; not part of a config file).
+    #[serde(skip)]
+    pub classes: Option<ClassSet>,
 }
 
 /// A complete SSDLite detector definition.

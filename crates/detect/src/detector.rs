@@ -22,7 +22,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use crate::batch::forward_in_chunks;
-use crate::config::{ConfigError, DetectorConfig, PostprocessConfig};
+use crate::config::{ClassSet, ConfigError, DetectorConfig, PostprocessConfig};
 use crate::postprocess::Detections;
 use crate::SsdLite;
 
@@ -207,11 +207,14 @@ impl DetectOptions {
         self.score_threshold
     }
 
-    /// The post-processing settings of `model` with these options applied.
+    /// The post-processing settings of `model` with these options applied: the IoU threshold,
+    /// the detection count, and the classes (scored alone, so that the others take none of the
+    /// detection places).
     pub fn postprocess(&self, model: &PostprocessConfig) -> PostprocessConfig {
         PostprocessConfig {
             nms_thresh: self.iou_threshold.unwrap_or(model.nms_thresh),
             detections_per_img: self.max_detections.unwrap_or(model.detections_per_img),
+            classes: self.classes.as_deref().and_then(ClassSet::from_labels).or(model.classes),
             ..*model
         }
     }
@@ -441,8 +444,13 @@ mod tests {
         assert!(DetectOptions::default().with_iou_threshold(-0.1).is_err());
         assert!(DetectOptions::default().with_max_detections(0).is_err());
         let o = DetectOptions::default().with_iou_threshold(0.4).and_then(|o| o.with_max_detections(5)).expect("valid");
-        let model =
-            PostprocessConfig { score_thresh: 0.01, nms_thresh: 0.6, detections_per_img: 100, topk_candidates: 100 };
+        let model = PostprocessConfig {
+            score_thresh: 0.01,
+            nms_thresh: 0.6,
+            detections_per_img: 100,
+            topk_candidates: 100,
+            classes: None,
+        };
         let p = o.postprocess(&model);
         assert_eq!((p.nms_thresh, p.detections_per_img, p.score_thresh), (0.4, 5, 0.01));
     }

@@ -25,7 +25,7 @@ pub mod tf_od_api;
 pub use batch::on_worker;
 pub use box_coder::{BoxCoder, CodeOrder};
 pub use config::{
-    AnchorConfig, AnchorGenerator, ConfigError, DetectorConfig, Family, PostprocessConfig, TfAnchorConfig,
+    AnchorConfig, AnchorGenerator, ClassSet, ConfigError, DetectorConfig, Family, PostprocessConfig, TfAnchorConfig,
     BUILTIN_NAMES,
 };
 pub use detector::{DetectOptions, Detection, Detector, Error, TileOptions};

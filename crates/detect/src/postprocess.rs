@@ -104,6 +104,9 @@ pub fn postprocess_image(
     let mut cand_scores = Vec::new();
     let mut cand_labels = Vec::new();
     for label in 1..num_classes {
+        if cfg.classes.is_some_and(|c| !c.contains(label)) {
+            continue;
+        }
         let mut idx: Vec<usize> = (0..n).filter(|&a| scores[a * num_classes + label] > cfg.score_thresh).collect();
         // top-k by score; ties keep anchor order.
         idx.sort_by(|&x, &y| scores[y * num_classes + label].total_cmp(&scores[x * num_classes + label]));

@@ -117,6 +117,9 @@ pub fn postprocess_image(
     let mut found: Vec<([f32; 4], f32, i64)> = Vec::new();
     let mut scores = vec![0f32; n];
     for label in 1..num_classes {
+        if cfg.classes.is_some_and(|c| !c.contains(label)) {
+            continue;
+        }
         for (a, s) in scores.iter_mut().enumerate() {
             *s = sigmoid(cls_logits[a * num_classes + label]);
         }
@@ -181,8 +184,13 @@ mod tests {
         let logits = [0.0, 2.0, -1.0, 0.0, 1.0, 3.0];
         // The second box is pushed out of the image to the bottom right.
         let codes = [0.0, 0.0, 0.0, 0.0, 5.0, 5.0, 0.0, 0.0];
-        let cfg =
-            PostprocessConfig { score_thresh: 0.5, nms_thresh: 0.6, detections_per_img: 10, topk_candidates: 100 };
+        let cfg = PostprocessConfig {
+            score_thresh: 0.5,
+            nms_thresh: 0.6,
+            detections_per_img: 10,
+            topk_candidates: 100,
+            classes: None,
+        };
         let d = postprocess_image(&logits, &codes, &anchors, 3, [300, 200], &cfg);
         assert_eq!(d.labels, vec![2, 1, 1]);
         assert!((d.scores[0] - sigmoid(3.0)).abs() < 1e-7);
