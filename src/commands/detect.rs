@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::detector_args::DetectorArgs;
 use mixdet::parts::{self, PartDetection, PartHeader, PartRecord, PartStart, PartWriter, ResultRecord, RunSettings};
@@ -108,10 +108,21 @@ pub struct ShardArgs {
     pub checkpoint_every: usize,
 }
 
+impl ShardArgs {
+    /// This process's shard: from the flags, else the scheduler's environment ([`Shard::resolve`]).
+    pub fn shard(&self) -> Result<Option<Shard>> {
+        Ok(Shard::resolve(self.shard, self.num_shards, |k| std::env::var(k).ok())?)
+    }
+}
+
 /// Image ids by file name from a COCO instances file.
 pub fn image_ids_by_file_name(gt: &Path) -> Result<HashMap<String, i64>> {
-    let gt = mixdet_coco::GroundTruth::from_path(gt)?;
-    Ok(gt.images.iter().filter_map(|i| i.file_name.as_ref().map(|f| (file_name_key(Path::new(f)), i.id))).collect())
+    Ok(ids_by_file_name(&mixdet_coco::GroundTruth::from_path(gt)?))
+}
+
+/// Image ids by file name of ground truth already read.
+pub fn ids_by_file_name(gt: &mixdet_coco::GroundTruth) -> HashMap<String, i64> {
+    gt.images.iter().filter_map(|i| i.file_name.as_ref().map(|f| (file_name_key(Path::new(f)), i.id))).collect()
 }
 
 fn file_name_key(p: &Path) -> String {
@@ -134,6 +145,20 @@ fn summary(det: &Detected, labels: &[String]) -> String {
         .join(", ")
 }
 
+/// Draws `found` on `img` and saves it as `input`'s overlay in `out`; the error names the file.
+fn save_overlay(
+    img: &mut image::RgbImage,
+    found: &[mixdet::Detection],
+    out: &Path,
+    input: &Path,
+    used: &mut HashSet<PathBuf>,
+    inputs: &HashSet<PathBuf>,
+) -> std::result::Result<(), String> {
+    draw_detections(img, found);
+    let path = overlay_path(out, input, used, inputs);
+    img.save(&path).map_err(|e| format!("{}: cannot write overlay: {e}", path.display()))
+}
+
 /// Picks `out/<name>` (or `<stem>_<n>.<ext>` on a clash), never one of the inputs.
 fn overlay_path(out: &Path, input: &Path, used: &mut HashSet<PathBuf>, inputs: &HashSet<PathBuf>) -> PathBuf {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
@@ -141,16 +166,7 @@ fn overlay_path(out: &Path, input: &Path, used: &mut HashSet<PathBuf>, inputs: &
         Some(e @ ("jpg" | "jpeg" | "png" | "bmp")) => e.to_string(),
         _ => "png".into(),
     };
-    for n in 0.. {
-        let name = if n == 0 { format!("{stem}.{ext}") } else { format!("{stem}_{n}.{ext}") };
-        let p = out.join(name);
-        let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
-        if !used.contains(&p) && !inputs.contains(&canonical) {
-            used.insert(p.clone());
-            return p;
-        }
-    }
-    unreachable!("an unbounded counter always finds a free name")
+    unique_path(out, &stem, &ext, used, inputs)
 }
 
 /// A shard of `mixdet eval --images`: the data set's images (by id) with the model's own
@@ -291,11 +307,11 @@ fn run_shard(args: &DetectArgs, files: Vec<PathBuf>, shard: Shard, dir: &Path) -
                 detector.options().retain(&mut det.detections);
                 println!("{path}: {} ({:.1} ms)", summary(&det, &labels), o.total_ms);
                 if let Some(img) = det.image.as_mut() {
-                    draw_detections(img, &detector.detections(&det.detections));
-                    let target = overlay_path(&out, &o.path, &mut used, &inputs);
-                    if let Err(e) = img.save(&target) {
+                    if let Err(e) =
+                        save_overlay(img, &detector.detections(&det.detections), &out, &o.path, &mut used, &inputs)
+                    {
                         overlay_failures += 1;
-                        eprintln!("error: {}: cannot write overlay: {e}", target.display());
+                        eprintln!("error: {e}");
                     }
                 }
                 let found: Vec<PartDetection> = det
@@ -357,7 +373,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         None if stdin => Vec::new(),
         None => crate::inputs::expand(&args.paths, args.recursive)?,
     };
-    let shard = Shard::resolve(args.sharding.shard, args.sharding.num_shards, |k| std::env::var(k).ok())?;
+    let shard = args.sharding.shard()?;
     if let Some(parts) = &args.sharding.parts {
         if stdin {
             bail!("detect - with --parts: shards split a list known in advance; pass it as --manifest LIST.txt");
@@ -478,11 +494,9 @@ impl Outputs<'_> {
         }
         if !self.args.no_overlay {
             if let Some(img) = det.image.as_mut() {
-                draw_detections(img, &found);
-                let path = overlay_path(&self.args.out, &o.path, &mut self.used, &self.inputs);
-                if let Err(e) = img.save(&path) {
+                if let Err(e) = save_overlay(img, &found, &self.args.out, &o.path, &mut self.used, &self.inputs) {
                     self.failures += 1;
-                    progress.suspend(|| eprintln!("error: {}: cannot write overlay: {e}", path.display()));
+                    progress.suspend(|| eprintln!("error: {e}"));
                 }
             }
         }
@@ -593,16 +607,7 @@ fn run_streams(args: &DetectArgs, files: Vec<PathBuf>, stdin: bool) -> Result<Ex
         missing_ids: 0,
         images: 0,
     };
-    let progress = if files.len() > 4 {
-        let pb = ProgressBar::new(files.len() as u64);
-        pb.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = if files.len() > 4 { super::image_progress(files.len()) } else { ProgressBar::hidden() };
     let keep_images = !args.no_overlay || args.save_crops.is_some();
     let mut timings = pipeline::Timings::default();
     let mut error: Option<anyhow::Error> = None;

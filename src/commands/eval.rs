@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use mixdet::shard::Shard;
 use mixdet_coco::{
     analyze_errors, check_detections, evaluate, load_results, CategoryMetrics, ErrorParams, ErrorReport, Evaluation,
     GroundTruth, Params,
@@ -177,7 +176,7 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         weights: args.weights.clone(),
         device: args.device.clone(),
     };
-    let shard = Shard::resolve(args.sharding.shard, args.sharding.num_shards, |k| std::env::var(k).ok())?;
+    let shard = args.sharding.shard()?;
     match (&args.sharding.parts, shard) {
         (Some(parts), shard) => {
             let files: Vec<PathBuf> = entries.iter().map(|(_, p)| p.clone()).collect();
@@ -195,11 +194,7 @@ fn run_dataset(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let detector = detector_args.load()?;
     let (model, device) = (detector.model(), detector.device());
     let post = model.config().postprocess;
-    let progress = indicatif::ProgressBar::new(entries.len() as u64);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let progress = super::image_progress(entries.len());
     let run = mixdet_train::evaluate::detect_dataset(model, device, &entries, args.batch, &post, |o, image_id| {
         progress.inc(1);
         if let Err(e) = &o.result {

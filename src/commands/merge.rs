@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use mixdet::parts;
 
-use super::detect::image_ids_by_file_name;
+use super::detect::ids_by_file_name;
 
 /// Arguments of `mixdet merge`.
 #[derive(clap::Args, Debug)]
@@ -32,10 +32,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let ids = match &args.gt {
-        Some(path) => Some(image_ids_by_file_name(path)?),
-        None => None,
-    };
+    let ids = gt.as_ref().map(ids_by_file_name);
     let mut tmp = args.json.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);

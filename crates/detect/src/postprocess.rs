@@ -46,11 +46,6 @@ impl Detections {
         })
     }
 
-    /// Keeps the detections whose score is at least `threshold`.
-    pub fn retain_score_at_least(&mut self, threshold: f32) {
-        self.retain(|_, score| score >= threshold);
-    }
-
     /// Keeps the detections for which `keep(label, score)` holds, in order.
     pub fn retain(&mut self, mut keep: impl FnMut(i64, f32) -> bool) {
         let keep: Vec<usize> = (0..self.len()).filter(|&i| keep(self.labels[i], self.scores[i])).collect();

@@ -5,7 +5,7 @@
 //! COCO instances file is an error naming the file and the record. Decoding errors are reported
 //! when the image is read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use mixdet_coco::GroundTruth;
@@ -75,11 +75,11 @@ impl Dataset {
         let issue = |record: String, message: String| Issue { file: origin.clone(), record, message };
         let categories = ground_truth.category_names();
         let mut index: HashMap<i64, usize> = HashMap::new();
-        let mut known_images: HashMap<i64, ()> = HashMap::new();
+        let mut known_images: HashSet<i64> = HashSet::new();
         let mut samples = Vec::with_capacity(ground_truth.images.len());
         for img in &ground_truth.images {
             let record = format!("image {}", img.id);
-            if known_images.insert(img.id, ()).is_some() {
+            if !known_images.insert(img.id) {
                 issues.push(issue(record, "duplicate image id".into()));
                 continue;
             }
@@ -101,7 +101,7 @@ impl Dataset {
                 continue;
             }
             let Some(&si) = index.get(&a.image_id) else {
-                if !known_images.contains_key(&a.image_id) {
+                if !known_images.contains(&a.image_id) {
                     issues.push(issue(record, "refers to an unknown image".into()));
                 }
                 continue;
