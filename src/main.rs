@@ -41,6 +41,8 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Evaluate COCO bbox detections against ground truth (pycocotools semantics).
     Eval(commands::eval::EvalArgs),
+    /// Export a backbone or detector to ONNX (BatchNorm folded, decoding and optional NMS in the graph).
+    Export(commands::export::ExportArgs),
     /// Report how well a detector's anchors fit the boxes of a COCO-format data set.
     Anchors(commands::anchors::AnchorsArgs),
 }
@@ -75,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Anchors(args) => commands::anchors::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(code) => code,

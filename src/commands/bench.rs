@@ -1,15 +1,12 @@
 //! `mixdet bench`: latency of a backbone or detector forward pass (synthetic weights unless
 //! `--weights` is given), with warm-up, median/min/max and throughput.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use mixdet_backbones::synthetic_weights::synthetic_tensor;
-use mixdet_backbones::weights::ShapeRecorder;
 use mixdet_backbones::{macs, ModelOptions, ModelSpec};
 use mixdet_detect::{DetectorConfig, SsdLite};
 
@@ -63,10 +60,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-fn synthetic(shapes: impl IntoIterator<Item = (String, Vec<usize>)>) -> Result<HashMap<String, Tensor>> {
-    shapes.into_iter().map(|(k, s)| Ok((k.clone(), synthetic_tensor(&k, &s, &Device::Cpu)?))).collect()
-}
-
 type Step = Box<dyn Fn() -> Result<()> + Sync>;
 
 /// A timed step, its input shape and the multiply-adds of one image's forward pass (counted on
@@ -75,10 +68,7 @@ type Prepared = (Step, [usize; 4], Option<u64>);
 
 fn backbone_step(args: &BenchArgs, spec: ModelSpec, device: &Device) -> Result<Prepared> {
     let opts = ModelOptions::default();
-    let mut net = match &args.weights {
-        Some(w) => spec.load_file(&opts, w, device)?,
-        None => spec.load_state_dict(&opts, synthetic(spec.state_dict_shapes(&opts)?)?, "synthetic", device)?,
-    };
+    let mut net = super::backbone_args::load_backbone(&spec, &opts, args.weights.as_deref(), device)?;
     let size = args.input.unwrap_or(spec.pretrained.input_size);
     let one = Tensor::zeros((1, 3, size, size), DType::F32, device)?;
     let macs = macs::count(|| net.forward(&one)).1;
@@ -132,11 +122,7 @@ fn nms_step(n: usize, classes: usize) -> Result<Prepared> {
 fn detector_step(args: &BenchArgs, cfg: DetectorConfig, device: &Device) -> Result<Prepared> {
     let mut model = match &args.weights {
         Some(w) => SsdLite::from_file(cfg, w, device)?,
-        None => {
-            let recorder = ShapeRecorder::default();
-            SsdLite::load(cfg.clone(), recorder.var_builder(&Device::Cpu))?;
-            SsdLite::from_state_dict(cfg, synthetic(recorder.shapes())?, "synthetic", device)?
-        }
+        None => super::backbone_args::synthetic_detector(cfg, device)?,
     };
     let [h, w] = model.config().input_size;
     let (h, w) = args.input.map_or((h, w), |s| (s, s));

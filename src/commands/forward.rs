@@ -1,7 +1,8 @@
 //! `mixdet forward`: runs a model on a stored NCHW tensor and stores its outputs: the tool the
 //! parity tests, and anyone debugging a port, compare against the reference framework with.
 //! Backbones write `logits` and `features.<i>`; detectors write `cls_logits`, `bbox_regression`,
-//! `anchors` and per image `boxes.<i>`, `scores.<i>`, `labels.<i>` (input pixels).
+//! `anchors`, every anchor's `decoded_boxes` and `class_scores` (what an exported model's `boxes`
+//! and `scores` hold) and per image `boxes.<i>`, `scores.<i>`, `labels.<i>` (input pixels).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,8 +75,12 @@ fn forward_detector(
         anyhow::bail!("{}: a detector takes a preprocessed input of {h}x{w}, got {ih}x{iw}", args.input.display());
     }
     let name = cfg.name.clone();
-    let mut model = mixdet_detect::SsdLite::from_file(cfg, &args.backbone.weights, device)
-        .with_context(|| format!("loading {name} weights"))?;
+    let mut model = match &args.backbone.weights {
+        Some(w) => {
+            mixdet_detect::SsdLite::from_file(cfg, w, device).with_context(|| format!("loading {name} weights"))?
+        }
+        None => super::backbone_args::synthetic_detector(cfg, device)?,
+    };
     model.fuse_for_inference()?;
     let out = model.forward_t(input, false).context("running the detector")?;
     let post = model.config().postprocess;
@@ -83,7 +88,10 @@ fn forward_detector(
     let cpu = candle_core::Device::Cpu;
     let anchors: Vec<f32> = model.anchors(&out.grid_sizes).iter().flatten().copied().collect();
     let n_anchors = anchors.len() / 4;
+    let (decoded_boxes, class_scores) = model.decode(&out)?;
     let mut result = HashMap::from([
+        ("decoded_boxes".to_string(), decoded_boxes),
+        ("class_scores".to_string(), class_scores),
         ("cls_logits".to_string(), out.cls_logits),
         ("bbox_regression".to_string(), out.bbox_regression),
         ("anchors".to_string(), Tensor::from_vec(anchors, (n_anchors, 4), &cpu)?),

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod detect;
 pub mod detector_args;
 pub mod eval;
+pub mod export;
 pub mod forward;
 pub mod merge;
 pub mod models;

@@ -12,6 +12,7 @@ use crate::arch::{
     decode_arch_def, make_divisible, py_round, round_channels, BlockArgs, BlockType, DepthTrunc, KernelSpec,
 };
 use crate::layers::{classify, linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};
+use crate::onnx::{ExportTarget, ExportedBackbone, OnnxValue};
 use crate::{requested_c3, Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// Everything that defines one EfficientNet-family architecture.
@@ -268,6 +269,57 @@ impl Backbone for EfficientNet {
             h.fuse()?;
         }
         Ok(())
+    }
+
+    fn to_onnx(&self, g: &mut mixdet_onnx::Graph, x: &OnnxValue, target: ExportTarget) -> Result<ExportedBackbone> {
+        let c3_stage = match target {
+            ExportTarget::DetectionTaps { with_c3 } => requested_c3(with_c3, self.c3_stage)?,
+            _ => None,
+        };
+        let mut out = ExportedBackbone::default();
+        let prev = g.set_prefix("stem");
+        let mut h = self.stem.to_onnx(g, x)?;
+        if self.taps.first() == Some(&Tap::Stem) {
+            out.features.push(h.clone());
+        }
+        let (mut c3, mut c4) = (None, None);
+        for (si, stage) in self.stages.iter().enumerate() {
+            for (bi, block) in stage.iter().enumerate() {
+                g.set_prefix(&block_weights_prefix(si, bi));
+                let (y, expanded) = block.to_onnx(g, &h)?;
+                if bi == 0 && si == self.c4_stage {
+                    c4 = Some(expanded);
+                } else if bi == 0 && Some(si) == c3_stage {
+                    c3 = Some(expanded);
+                }
+                h = y;
+            }
+            if self.taps.contains(&Tap::Stage(si)) {
+                out.features.push(h.clone());
+            }
+        }
+        g.set_prefix("head");
+        match target {
+            ExportTarget::Logits => {
+                let (Some(head), Some(fc)) = (&self.head, &self.classifier) else {
+                    candle_core::bail!("this model has no classifier (built features-only or with 0 classes)");
+                };
+                let hh = head.to_onnx(g, &h)?;
+                out.logits = Some(crate::onnx::classifier(g, &hh, fc)?);
+            }
+            ExportTarget::Features => {}
+            ExportTarget::DetectionTaps { .. } => {
+                let c5 = match &self.head {
+                    Some(head) => head.to_onnx(g, &h)?,
+                    None => h,
+                };
+                let c4 =
+                    c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 stage for the C4 tap".into()))?;
+                out.taps = Some((c3, c4, c5));
+            }
+        }
+        g.set_prefix(&prev);
+        Ok(out)
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {

@@ -10,6 +10,7 @@ pub mod fused;
 pub mod layers;
 pub mod macs;
 pub mod mobilenetv3;
+pub mod onnx;
 pub mod registry;
 pub mod synthetic_weights;
 pub mod tf_graph;
@@ -89,6 +90,15 @@ pub trait Backbone: Send + Sync + std::fmt::Debug {
     /// The maps an SSDLite detector takes, in one pass; C3 only when `with_c3` (an error when the
     /// backbone has no stride-2 stage before C4's).
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps>;
+
+    /// Writes the inference form of the network (BatchNorm folded) into an ONNX graph on the
+    /// input `x`, computing what `target` asks for.
+    fn to_onnx(
+        &self,
+        g: &mut mixdet_onnx::Graph,
+        x: &onnx::OnnxValue,
+        target: onnx::ExportTarget,
+    ) -> Result<onnx::ExportedBackbone>;
 }
 
 /// Where the C3 tap is taken when one is asked for: an error when the backbone has none, so that

@@ -10,6 +10,7 @@ use mixdet_kernels::PaddingMode;
 
 use crate::arch::{make_divisible, KernelSpec};
 use crate::layers::{linear, Activation, ConvBnAct, ConvSpec, InvertedResidual, SqueezeExcite};
+use crate::onnx::{ExportTarget, ExportedBackbone, OnnxValue};
 use crate::{requested_c3, Backbone, DetectionTaps, FeatureInfo, ModelOutput, TapChannels};
 
 /// One row of torchvision's `inverted_residual_setting`.
@@ -229,6 +230,55 @@ impl Backbone for MobileNetV3 {
             c4: expanded(self.c4_block).unwrap_or(0),
             c5: self.last_conv.out_channels(),
         }
+    }
+
+    fn to_onnx(&self, g: &mut mixdet_onnx::Graph, x: &OnnxValue, target: ExportTarget) -> Result<ExportedBackbone> {
+        let c3_block = match target {
+            ExportTarget::DetectionTaps { with_c3 } => requested_c3(with_c3, self.c3_block)?,
+            _ => None,
+        };
+        let mut out = ExportedBackbone::default();
+        let prev = g.set_prefix("features.0");
+        let mut h = self.stem.to_onnx(g, x)?;
+        let (mut c3, mut c4) = (None, None);
+        for (i, block) in self.blocks.iter().enumerate() {
+            g.set_prefix(&format!("features.{}", i + 1));
+            let (y, expanded) = block.to_onnx(g, &h)?;
+            if i == self.c4_block {
+                c4 = Some(expanded);
+            } else if Some(i) == c3_block {
+                c3 = Some(expanded);
+            }
+            h = y;
+            if self.taps.contains(&(i + 1)) {
+                out.features.push(h.clone());
+            }
+        }
+        g.set_prefix(&format!("features.{}", self.blocks.len() + 1));
+        let last = self.last_conv.to_onnx(g, &h)?;
+        out.features.push(last.clone());
+        g.set_prefix("classifier");
+        match target {
+            ExportTarget::Logits => {
+                let Some((fc1, fc2)) = &self.classifier else {
+                    candle_core::bail!("this model has no classifier (built features-only or with 0 classes)");
+                };
+                let pooled = g.op("GlobalAveragePool", &[&last.name], &[]).map_err(crate::onnx::wrap)?;
+                let flat =
+                    g.op("Flatten", &[&pooled], &[("axis", mixdet_onnx::Attr::Int(1))]).map_err(crate::onnx::wrap)?;
+                let hidden = crate::onnx::linear(g, &last.renamed(flat), fc1)?;
+                let hidden = Activation::HardSwish.to_onnx(g, hidden)?;
+                out.logits = Some(crate::onnx::linear(g, &hidden, fc2)?);
+            }
+            ExportTarget::Features => {}
+            ExportTarget::DetectionTaps { .. } => {
+                let c4 =
+                    c4.ok_or_else(|| candle_core::Error::Msg("model has no stride-2 block for the C4 tap".into()))?;
+                out.taps = Some((c3, c4, last));
+            }
+        }
+        g.set_prefix(&prev);
+        Ok(out)
     }
 
     fn forward_detection_taps(&self, x: &Tensor, train: bool, with_c3: bool) -> Result<DetectionTaps> {

@@ -17,6 +17,7 @@ pub mod detector;
 pub mod image_file;
 pub mod mixconv_init;
 pub mod nms;
+pub mod onnx;
 pub mod postprocess;
 pub mod preprocess;
 pub mod ssdlite;
@@ -95,6 +96,50 @@ impl SsdLite {
             data.extend_from_slice(&self.preprocess_image(img.clone()));
         }
         Tensor::from_vec(data, (images.len(), 3, h, w), device)
+    }
+
+    /// Every anchor's decoded box (`(N, A, 4)`, `[x1, y1, x2, y2]` network-input pixels, clipped
+    /// to the input) and per-class scores (`(N, A, K)`: softmax for the torchvision family,
+    /// sigmoid for the TF family), before any threshold or NMS: what an exported model's
+    /// `boxes` and `scores` hold.
+    pub fn decode(&self, out: &HeadOutput) -> Result<(Tensor, Tensor)> {
+        let cfg = self.config();
+        let (n, a, k) = out.cls_logits.dims3()?;
+        let cls = out.cls_logits.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let reg = out.bbox_regression.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let (h, w) = (cfg.input_size[0] as f32, cfg.input_size[1] as f32);
+        let mut boxes = Vec::with_capacity(n * a * 4);
+        let mut scores = vec![0f32; n * a * k];
+        let code = |i: usize| [reg[4 * i], reg[4 * i + 1], reg[4 * i + 2], reg[4 * i + 3]];
+        match (&cfg.family, &cfg.anchors) {
+            (Family::TfOdApi, AnchorGenerator::TfMultipleGrid(tf)) => {
+                let anchors = tf_od_api::anchors::generate_normalized(tf, &out.grid_sizes, cfg.input_size);
+                if anchors.len() != a {
+                    candle_core::bail!("head produced {a} anchors, the generator {}", anchors.len());
+                }
+                for i in 0..n * a {
+                    let [y0, x0, y1, x1] =
+                        tf_od_api::postprocess::decode(code(i), anchors[i % a]).map(|v| v.clamp(0.0, 1.0));
+                    boxes.extend([x0 * w, y0 * h, x1 * w, y1 * h]);
+                }
+                scores.iter_mut().zip(&cls).for_each(|(s, &l)| *s = tf_od_api::postprocess::sigmoid(l));
+            }
+            _ => {
+                let anchors = self.anchors(&out.grid_sizes);
+                if anchors.len() != a {
+                    candle_core::bail!("head produced {a} anchors, the generator {}", anchors.len());
+                }
+                let coder = BoxCoder::default();
+                for i in 0..n * a {
+                    let b = coder.decode(code(i), anchors[i % a]);
+                    boxes.extend([b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h)]);
+                }
+                for (s, l) in scores.chunks_mut(k).zip(cls.chunks(k)) {
+                    postprocess::softmax(l, s);
+                }
+            }
+        }
+        Ok((Tensor::from_vec(boxes, (n, a, 4), &Device::Cpu)?, Tensor::from_vec(scores, (n, a, k), &Device::Cpu)?))
     }
 
     /// Post-processes a batch of head outputs into detections in network-input pixels, with the

@@ -56,7 +56,7 @@ impl Detections {
 }
 
 /// Softmax over one anchor's logits (f32, max-subtracted).
-fn softmax(logits: &[f32], out: &mut [f32]) {
+pub(crate) fn softmax(logits: &[f32], out: &mut [f32]) {
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
     for (o, &l) in out.iter_mut().zip(logits) {

@@ -17,6 +17,12 @@ use mixdet_kernels::denormals::FlushDenormals;
 use mixdet_kernels::PaddingMode;
 
 use crate::anchors;
+use mixdet_backbones::onnx::OnnxValue;
+use mixdet_onnx::{Attr, Graph};
+
+fn wrap(e: mixdet_onnx::Error) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
 use crate::config::{DetectorConfig, Family};
 use crate::tf_od_api::names::TfNames;
 
@@ -47,6 +53,14 @@ impl ExtraBlock {
         })
     }
 
+    fn to_onnx(&self, g: &mut Graph, x: &OnnxValue) -> Result<OnnxValue> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.to_onnx(g, &h)?;
+        }
+        Ok(h)
+    }
+
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for l in &self.layers {
@@ -74,6 +88,31 @@ impl TopDown {
                 vb.pp("1"),
             )?,
         })
+    }
+
+    /// The same merge in ONNX: the 2x nearest upsampling as `Reshape`, `Expand`, `Reshape`.
+    fn to_onnx(&self, g: &mut Graph, c3: &OnnxValue, c4: &OnnxValue) -> Result<OnnxValue> {
+        let t = self.lateral.to_onnx(g, c4)?;
+        let (c, [h, w]) = (t.channels as i64, t.hw);
+        let [h3, w3] = c3.hw;
+        if 2 * h < h3 || 2 * w < w3 {
+            candle_core::bail!("top-down merge: C4 grid {h}x{w} does not cover C3's {h3}x{w3}");
+        }
+        let (h, w) = (h as i64, w as i64);
+        let s6 = g.i64_vec("shape", &[0, c, h, 1, w, 1]).map_err(wrap)?;
+        let r = g.op("Reshape", &[&t.name, &s6], &[]).map_err(wrap)?;
+        let ones = g.i64_vec("expand", &[1, 1, 1, 2, 1, 2]).map_err(wrap)?;
+        let e = g.op("Expand", &[&r, &ones], &[]).map_err(wrap)?;
+        let s4 = g.i64_vec("shape", &[0, c, 2 * h, 2 * w]).map_err(wrap)?;
+        let mut up = g.op("Reshape", &[&e, &s4], &[]).map_err(wrap)?;
+        if (2 * h as usize, 2 * w as usize) != (h3, w3) {
+            let starts = g.i64_vec("starts", &[0, 0]).map_err(wrap)?;
+            let ends = g.i64_vec("ends", &[h3 as i64, w3 as i64]).map_err(wrap)?;
+            let axes = g.i64_vec("axes", &[2, 3]).map_err(wrap)?;
+            up = g.op("Slice", &[&up, &starts, &ends, &axes], &[]).map_err(wrap)?;
+        }
+        let y = g.op("Add", &[&c3.name, &up], &[]).map_err(wrap)?;
+        Ok(c3.renamed(y))
     }
 
     fn forward_t(&self, c3: &Tensor, c4: &Tensor, train: bool) -> Result<Tensor> {
@@ -124,6 +163,22 @@ impl PredictionBlock {
         // No folded BatchNorm here: the plan's bias is the convolution's own.
         self.out_plan = self.out.inference_plan(&vec![0.0; self.out.out_channels()?], Activation::Identity)?;
         Ok(())
+    }
+
+    /// The block in ONNX, ending in the same `(N, H*W*A, K)` layout; returns its name and the
+    /// number of anchors it predicts for.
+    fn to_onnx(&self, g: &mut Graph, x: &OnnxValue) -> Result<(String, usize)> {
+        let h = self.dw.to_onnx(g, x)?;
+        let y = self.out.to_onnx(g, &h, &vec![0.0; self.out.out_channels()?])?;
+        let k = self.columns as i64;
+        let a = (y.channels / self.columns) as i64;
+        let (hh, ww) = (y.hw[0] as i64, y.hw[1] as i64);
+        let s5 = g.i64_vec("shape", &[0, a, k, hh, ww]).map_err(wrap)?;
+        let r = g.op("Reshape", &[&y.name, &s5], &[]).map_err(wrap)?;
+        let t = g.op("Transpose", &[&r], &[("perm", Attr::Ints(vec![0, 3, 4, 1, 2]))]).map_err(wrap)?;
+        let s3 = g.i64_vec("shape", &[0, hh * ww * a, k]).map_err(wrap)?;
+        let out = g.op("Reshape", &[&t, &s3], &[]).map_err(wrap)?;
+        Ok((out, (hh * ww * a) as usize))
     }
 
     /// `(N, A*K, H, W)` viewed as `(N, A, K, H, W)`, permuted to `(N, H, W, A, K)`, flattened to `(N, H*W*A, K)`.
@@ -391,6 +446,41 @@ impl SsdLite {
             reg.push(r.forward_t(f, train)?);
         }
         Ok(HeadOutput { cls_logits: Tensor::cat(&cls, 1)?, bbox_regression: Tensor::cat(&reg, 1)?, grid_sizes })
+    }
+
+    /// Writes backbone, extra layers and head into an ONNX graph on the preprocessed input `x`:
+    /// returns the `(N, anchors, classes)` logits, the `(N, anchors, 4)` box codes and the grid
+    /// of every level (as [`SsdLite::forward_t`] computes them).
+    pub fn head_to_onnx(&self, g: &mut Graph, x: &OnnxValue) -> Result<(String, String, Vec<[usize; 2]>)> {
+        let target = mixdet_backbones::onnx::ExportTarget::DetectionTaps { with_c3: self.config.c3_level };
+        let exported = self.backbone.to_onnx(g, x, target)?;
+        let Some((c3, c4, c5)) = exported.taps else { candle_core::bail!("the backbone exported no detection taps") };
+        let prev = g.set_prefix("neck");
+        let c3 = match (&self.top_down, c3) {
+            (Some(t), Some(c3)) => Some(t.to_onnx(g, &c3, &c4)?),
+            (_, c3) => c3,
+        };
+        let mut feats: Vec<OnnxValue> = c3.into_iter().chain([c4, c5]).collect();
+        for (i, e) in self.extras.iter().enumerate() {
+            g.set_prefix(&format!("extra.{i}"));
+            let next = e.to_onnx(g, &feats[feats.len() - 1])?;
+            feats.push(next);
+        }
+        let (mut cls, mut reg) = (Vec::new(), Vec::new());
+        for (i, ((f, c), r)) in feats.iter().zip(&self.cls_head).zip(&self.reg_head).enumerate() {
+            g.set_prefix(&format!("head.classification.{i}"));
+            cls.push(c.to_onnx(g, f)?.0);
+            g.set_prefix(&format!("head.regression.{i}"));
+            reg.push(r.to_onnx(g, f)?.0);
+        }
+        g.set_prefix("head");
+        fn names(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        let cls = g.op("Concat", &names(&cls), &[("axis", Attr::Int(1))]).map_err(wrap)?;
+        let reg = g.op("Concat", &names(&reg), &[("axis", Attr::Int(1))]).map_err(wrap)?;
+        g.set_prefix(&prev);
+        Ok((cls, reg, feats.iter().map(|f| f.hw).collect()))
     }
 
     /// Anchors (`[x1, y1, x2, y2]` input pixels) for the given feature grids, cached per grid.

@@ -4,6 +4,8 @@
 use candle_core::{Result, Tensor};
 use mixdet_kernels::FusedAct;
 
+use crate::onnx::OnnxValue;
+
 /// Element-wise activations used by the MixNet / MobileNet families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -35,6 +37,33 @@ impl Activation {
             Activation::HardSigmoid => hard_sigmoid(x),
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
         }
+    }
+}
+
+impl Activation {
+    /// Writes the activation into an ONNX graph (SiLU as `x * Sigmoid(x)`, ReLU6 as `Clip`).
+    pub fn to_onnx(self, g: &mut mixdet_onnx::Graph, x: OnnxValue) -> Result<OnnxValue> {
+        use mixdet_onnx::Attr;
+        let w = crate::onnx::wrap;
+        let y = match self {
+            Activation::Identity => return Ok(x),
+            Activation::Relu => g.op("Relu", &[&x.name], &[]).map_err(w)?,
+            Activation::Relu6 => {
+                let lo = g.f32_scalar("zero", 0.0).map_err(w)?;
+                let hi = g.f32_scalar("six", 6.0).map_err(w)?;
+                g.op("Clip", &[&x.name, &lo, &hi], &[]).map_err(w)?
+            }
+            Activation::Silu => {
+                let s = g.op("Sigmoid", &[&x.name], &[]).map_err(w)?;
+                g.op("Mul", &[&x.name, &s], &[]).map_err(w)?
+            }
+            Activation::HardSwish => g.op("HardSwish", &[&x.name], &[]).map_err(w)?,
+            Activation::HardSigmoid => g
+                .op("HardSigmoid", &[&x.name], &[("alpha", Attr::Float(1.0 / 6.0)), ("beta", Attr::Float(0.5))])
+                .map_err(w)?,
+            Activation::Sigmoid => g.op("Sigmoid", &[&x.name], &[]).map_err(w)?,
+        };
+        Ok(x.renamed(y))
     }
 }
 

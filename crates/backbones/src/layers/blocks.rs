@@ -3,6 +3,7 @@
 use candle_core::{Result, Tensor};
 
 use super::{ConvBnAct, SqueezeExcite};
+use crate::onnx::OnnxValue;
 
 /// A depthwise-separable or inverted-residual block, as MobileNetV2/V3 and the EfficientNet family
 /// build them: an optional 1x1 expansion, the depthwise conv, optional squeeze-excite, the 1x1
@@ -50,6 +51,25 @@ impl InvertedResidual {
             h = crate::fused::residual_add(h, x, train)?;
         }
         Ok(h)
+    }
+
+    /// Writes the block into an ONNX graph; returns the output and the expansion's output (the
+    /// detection tap; the input itself when the block has no expansion).
+    pub fn to_onnx(&self, g: &mut mixdet_onnx::Graph, x: &OnnxValue) -> Result<(OnnxValue, OnnxValue)> {
+        let expanded = match &self.expand {
+            Some(e) => e.to_onnx(g, x)?,
+            None => x.clone(),
+        };
+        let mut h = self.depthwise.to_onnx(g, &expanded)?;
+        if let Some(se) = &self.se {
+            h = se.to_onnx(g, &h)?;
+        }
+        h = self.project.to_onnx(g, &h)?;
+        if self.skip {
+            let y = g.op("Add", &[&h.name, &x.name], &[]).map_err(crate::onnx::wrap)?;
+            h = h.renamed(y);
+        }
+        Ok((h, expanded))
     }
 
     /// Channels after the expansion (those of the depthwise conv).

@@ -7,6 +7,7 @@ use mixdet_kernels::{conv1x1, DenseConvPlan, MixedConv2d, MixedConv2dConfig, Pad
 
 use super::{Activation, InferencePlan};
 use crate::arch::KernelSpec;
+use crate::onnx::OnnxValue;
 
 /// A convolution as timm's `create_conv2d` builds it: a plain conv for an int kernel (1x1 ones
 /// run as matrix products), a `MixedConv2d` (children `.0`, `.1`, ...) for a kernel list.
@@ -148,6 +149,82 @@ impl Conv {
                 Some(InferencePlan::Dense(DenseConvPlan::new(weight, bias.to_vec(), *stride, *padding, act)?))
             }
         })
+    }
+
+    /// Writes the convolution into an ONNX graph with `bias` (one value per output channel)
+    /// added to its own: one `Conv` node, or for a MixConv with several kernel sizes `Split`,
+    /// a `Conv` per group and `Concat` (one grouped `Conv` when the groups are 1x1 and equal).
+    pub fn to_onnx(&self, g: &mut mixdet_onnx::Graph, x: &OnnxValue, bias: &[f32]) -> Result<OnnxValue> {
+        use crate::onnx::{conv, values, wrap};
+        let plus_own = |own: Option<&Tensor>| -> Result<Vec<f32>> {
+            let mut b = bias.to_vec();
+            if let Some(own) = own {
+                b.iter_mut().zip(values(own)?).for_each(|(t, v)| *t += v);
+            }
+            Ok(b)
+        };
+        let dims4 = |w: &Tensor| -> Result<[usize; 4]> {
+            match *w.dims() {
+                [o, i, kh, kw] => Ok([o, i, kh, kw]),
+                [o, i] => Ok([o, i, 1, 1]),
+                ref d => candle_core::bail!("convolution weight of shape {d:?}"),
+            }
+        };
+        match self {
+            Conv::Pointwise { weight, bias: own } => {
+                let b = plus_own(own.as_ref())?;
+                conv(g, x, &values(weight)?, dims4(weight)?, Some(&b), 1, 1, 1, PaddingMode::Symmetric)
+            }
+            Conv::Dense { weight, stride, padding } => {
+                conv(g, x, &values(weight)?, dims4(weight)?, Some(bias), *stride, 1, 1, *padding)
+            }
+            Conv::Mixed(m) => {
+                let c = m.config();
+                let b = plus_own(m.bias())?;
+                let (ins, outs) = (c.in_splits(), c.out_splits());
+                let groups_of = |i: usize| if c.depthwise { ins[i] } else { 1 };
+                if m.weights().len() == 1 {
+                    let w = &m.weights()[0];
+                    return conv(g, x, &values(w)?, dims4(w)?, Some(&b), c.stride, c.dilation, groups_of(0), c.padding);
+                }
+                let uniform = ins.iter().all(|&i| i == ins[0]) && outs.iter().all(|&o| o == outs[0]);
+                if !c.depthwise && uniform && c.kernel_sizes.iter().all(|&k| k == 1) {
+                    // A grouped 1x1 convolution is one Conv with `group`.
+                    let mut w = Vec::new();
+                    for t in m.weights() {
+                        w.extend(values(t)?);
+                    }
+                    let dims = [c.out_channels, ins[0], 1, 1];
+                    return conv(g, x, &w, dims, Some(&b), c.stride, c.dilation, ins.len(), c.padding);
+                }
+                let split = g.i64_vec("split", &ins.iter().map(|&v| v as i64).collect::<Vec<_>>()).map_err(wrap)?;
+                let parts = g
+                    .op_n("Split", &[&x.name, &split], &[("axis", mixdet_onnx::Attr::Int(1))], ins.len())
+                    .map_err(wrap)?;
+                let mut ys = Vec::with_capacity(parts.len());
+                let mut start = 0;
+                for (i, (part, w)) in parts.into_iter().zip(m.weights()).enumerate() {
+                    let xi = OnnxValue { name: part, channels: ins[i], hw: x.hw };
+                    let bi = &b[start..start + outs[i]];
+                    start += outs[i];
+                    ys.push(conv(
+                        g,
+                        &xi,
+                        &values(w)?,
+                        dims4(w)?,
+                        Some(bi),
+                        c.stride,
+                        c.dilation,
+                        groups_of(i),
+                        c.padding,
+                    )?);
+                }
+                let hw = ys[0].hw;
+                let names: Vec<&str> = ys.iter().map(|y| y.name.as_str()).collect();
+                let y = g.op("Concat", &names, &[("axis", mixdet_onnx::Attr::Int(1))]).map_err(wrap)?;
+                Ok(OnnxValue { name: y, channels: c.out_channels, hw })
+            }
+        }
     }
 
     /// Output channels.

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use mixdet_kernels::{DenseConvPlan, PointwisePlan};
 
 use super::{Activation, BnAct, Conv, ConvSpec};
+use crate::onnx::OnnxValue;
 
 /// A convolution, its BatchNorm and activation; `fuse` adds an inference form with the
 /// BatchNorm folded into the convolution's weights and a bias, applied with the activation in
@@ -80,6 +81,20 @@ impl ConvBnAct {
         let plan = conv.inference_plan(&bias_values, act)?;
         self.folded = Some(Folded { conv, bias: shift, bias_values, act, plan });
         Ok(())
+    }
+
+    /// Writes the inference form (BatchNorm folded into the convolution's weights and bias, then
+    /// the activation) into an ONNX graph.
+    pub fn to_onnx(&self, g: &mut mixdet_onnx::Graph, x: &OnnxValue) -> Result<OnnxValue> {
+        let (conv, bias, act) = match &self.folded {
+            Some(f) => (f.conv.clone(), f.bias_values.clone(), f.act),
+            None => {
+                let (scale, shift) = self.bn.affine()?;
+                (self.conv.scaled(&scale.detach())?, crate::onnx::values(&shift)?, self.bn.activation())
+            }
+        };
+        let y = conv.to_onnx(g, x, &bias)?;
+        act.to_onnx(g, y)
     }
 
     /// Convolution, BatchNorm (batch statistics when `train`) and activation.

@@ -5,6 +5,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::Activation;
+use crate::onnx::OnnxValue;
 
 /// Squeeze-excitation: global average, 1x1 reduce (bias), activation, 1x1 expand (bias), gate.
 /// timm names the convs `conv_reduce`/`conv_expand`, torchvision `fc1`/`fc2`.
@@ -124,6 +125,24 @@ impl SqueezeExcite {
         let s = self.act.apply(&s)?;
         let s = s.matmul(&self.expand_w.t()?)?.broadcast_add(&self.expand_b)?;
         self.gate.apply(&s)
+    }
+
+    /// Writes the gate into an ONNX graph: `GlobalAveragePool`, two 1x1 `Conv`s with their
+    /// activations, `Mul`.
+    pub fn to_onnx(&self, g: &mut mixdet_onnx::Graph, x: &OnnxValue) -> Result<OnnxValue> {
+        use crate::onnx::{conv, values, wrap};
+        let (r, c) = self.reduce_w.dims2()?;
+        let pooled = g.op("GlobalAveragePool", &[&x.name], &[]).map_err(wrap)?;
+        let pooled = OnnxValue { name: pooled, channels: c, hw: [1, 1] };
+        let sym = mixdet_kernels::PaddingMode::Symmetric;
+        let rb = values(&self.reduce_b)?;
+        let s = conv(g, &pooled, &values(&self.reduce_w)?, [r, c, 1, 1], Some(&rb), 1, 1, 1, sym)?;
+        let s = self.act.to_onnx(g, s)?;
+        let eb = values(&self.expand_b)?;
+        let e = conv(g, &s, &values(&self.expand_w)?, [c, r, 1, 1], Some(&eb), 1, 1, 1, sym)?;
+        let gate = self.gate.to_onnx(g, e)?;
+        let y = g.op("Mul", &[&x.name, &gate.name], &[]).map_err(wrap)?;
+        Ok(x.renamed(y))
     }
 
     /// Rescales the channels of `x` `(N, C, H, W)`.

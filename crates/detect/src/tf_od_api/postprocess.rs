@@ -93,7 +93,7 @@ pub fn non_max_suppression(
 }
 
 /// Logistic function as `1 / (1 + exp(-x))`.
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
