@@ -110,6 +110,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             bail!("--features applies to backbones; {} is a detector", cfg.name);
         }
         let size = input.unwrap_or(cfg.input_size);
+        if size != cfg.input_size {
+            let [h, w] = cfg.input_size;
+            bail!("{}: exports at its {h}x{w} input (its anchors are laid out for it); --input {},{} needs a config with that input_size", cfg.name, size[0], size[1]);
+        }
         let name = cfg.name.clone();
         let opts = ExportOptions::new(size).with_opset(args.opset).with_batch(batch);
         let onnx = if args.synthetic_weights {

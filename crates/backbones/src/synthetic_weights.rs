@@ -39,15 +39,16 @@ pub fn synthetic_values(key: &str, shape: &[usize]) -> Vec<f32> {
     u.into_iter()
         .map(|u| {
             let v = 2.0 * u - 1.0;
-            let x = if key.ends_with("running_var") {
+            // PyTorch names, and the TF OD API's (`moving_variance`, `gamma`, `biases`, `weights`).
+            let x = if key.ends_with("running_var") || key.ends_with("moving_variance") {
                 0.5 + u
-            } else if key.ends_with("running_mean") {
+            } else if key.ends_with("running_mean") || key.ends_with("moving_mean") {
                 0.2 * v
-            } else if key.ends_with("bias") {
+            } else if key.ends_with("bias") || key.ends_with("biases") || key.ends_with("beta") {
                 0.1 * v
-            } else if key.ends_with("weight") && rank == 1 {
+            } else if (key.ends_with("weight") && rank == 1) || key.ends_with("gamma") {
                 1.0 + 0.25 * v
-            } else if key.ends_with("weight") {
+            } else if key.ends_with("weight") || key.ends_with("weights") {
                 v * (6.0 / fan_in).sqrt()
             } else {
                 v
