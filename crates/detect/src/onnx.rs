@@ -284,10 +284,10 @@ impl SsdLite {
         let json = |v: serde_json::Result<String>| v.map_err(candle_core::Error::wrap);
         let preprocessing = match cfg.family {
             Family::Torchvision => {
-                "RGB on [0, 1], (x - mean) / std, then resized to input_size (bilinear, half-pixel centres)"
+                "RGB / 255, (x - mean) / std, then resized to input_size (bilinear, half-pixel centres)"
             }
             Family::TfOdApi => {
-                "RGB 0..255 resized to input_size (TF1 ResizeBilinear, legacy pixel centres), then (x - mean) / std"
+                "RGB 0..255 resized to input_size (TF1 ResizeBilinear, legacy pixel centres), then (x / 255 - mean) / std"
             }
         };
         let metadata = vec![
