@@ -42,6 +42,29 @@ fn exports_a_detector_with_nms_and_its_metadata() {
     );
 }
 
+/// `--half` stores the layers' weights as float16 (each followed by a `Cast`): about half the file.
+#[test]
+fn half_weights_halve_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (full, half) = (dir.path().join("full.onnx"), dir.path().join("half.onnx"));
+    for (path, extra) in [(&full, None), (&half, Some("--half"))] {
+        let out = mixdet()
+            .args(["export", "--model", "mixnet_s", "--synthetic-weights", "--out"])
+            .arg(path)
+            .args(extra)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    let size = |p: &std::path::Path| std::fs::metadata(p).expect("size").len() as f64;
+    assert!(size(&half) < 0.55 * size(&full), "{} vs {}", size(&half), size(&full));
+    let graph = mixdet_onnx::decode(&std::fs::read(&half).expect("read")).expect("model").graph.expect("graph");
+    let float16 = mixdet_onnx::proto::DataType::Float16 as i32;
+    let halves = graph.initializer.iter().filter(|t| t.data_type == float16).count();
+    let casts = graph.node.iter().filter(|n| n.op_type == "Cast").count();
+    assert!(halves > 100 && casts == halves, "{halves} float16 initializers, {casts} casts");
+}
+
 #[test]
 fn bad_requests_get_one_line_and_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -56,6 +56,10 @@ pub struct ExportArgs {
     /// Detectors: add the family's NMS (`det_boxes`, `det_scores`, `det_labels`, `num_dets`).
     #[arg(long)]
     pub nms: bool,
+    /// Store the weights as float16 (half the file; the graph still computes in float32, with
+    /// the weights rounded to float16).
+    #[arg(long)]
+    pub half: bool,
     /// Backbones: output the feature maps (`features.<i>`, stride order) instead of the logits.
     #[arg(long)]
     pub features: bool,
@@ -92,7 +96,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         let opts = ModelOptions { num_classes: args.num_classes, features_only: false };
         let net = super::backbone_args::load_backbone(&spec, &opts, args.weights.as_deref(), &device)?;
         let size = input.unwrap_or([spec.pretrained.input_size; 2]);
-        let opts = ExportOptions::new(size).with_opset(args.opset).with_batch(batch);
+        let opts = ExportOptions::new(size).with_opset(args.opset).with_batch(batch).with_half_weights(args.half);
         let target = if args.features { ExportTarget::Features } else { ExportTarget::Logits };
         let model = mixdet_backbones::onnx::export(net.as_ref(), &spec, &opts, target)
             .with_context(|| format!("exporting {}", spec.name))?;
@@ -115,7 +119,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             bail!("{}: exports at its {h}x{w} input (its anchors are laid out for it); --input {},{} needs a config with that input_size", cfg.name, size[0], size[1]);
         }
         let name = cfg.name.clone();
-        let opts = ExportOptions::new(size).with_opset(args.opset).with_batch(batch);
+        let opts = ExportOptions::new(size).with_opset(args.opset).with_batch(batch).with_half_weights(args.half);
         let onnx = if args.synthetic_weights {
             super::backbone_args::synthetic_detector(cfg, &device)?.to_onnx_model(&opts, args.nms)
         } else {

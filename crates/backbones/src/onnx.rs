@@ -83,11 +83,11 @@ pub(crate) fn conv(
     else {
         candle_core::bail!("a {kh}x{kw} convolution does not fit a {}x{} input", x.hw[0], x.hw[1]);
     };
-    let w = g.f32s("weight", &dims, weight).map_err(wrap)?;
+    let w = g.weights("weight", &dims, weight).map_err(wrap)?;
     let mut inputs = vec![x.name.as_str(), w.as_str()];
     let b;
     if let Some(bias) = bias {
-        b = g.f32s("bias", &[o], bias).map_err(wrap)?;
+        b = g.weights("bias", &[o], bias).map_err(wrap)?;
         inputs.push(&b);
     }
     let attrs = [
@@ -111,11 +111,11 @@ pub(crate) fn classifier(g: &mut Graph, x: &OnnxValue, fc: &candle_nn::Linear) -
 /// A fully connected layer on `(N, in)`.
 pub(crate) fn linear(g: &mut Graph, x: &OnnxValue, fc: &candle_nn::Linear) -> Result<OnnxValue> {
     let (out, inp) = fc.weight().dims2()?;
-    let w = g.f32s("fc_weight", &[out, inp], &values(fc.weight())?).map_err(wrap)?;
+    let w = g.weights("fc_weight", &[out, inp], &values(fc.weight())?).map_err(wrap)?;
     let mut inputs = vec![x.name.as_str(), w.as_str()];
     let b;
     if let Some(bias) = fc.bias() {
-        b = g.f32s("fc_bias", &[out], &values(bias)?).map_err(wrap)?;
+        b = g.weights("fc_bias", &[out], &values(bias)?).map_err(wrap)?;
         inputs.push(&b);
     }
     let y = g.op("Gemm", &inputs, &[("transB", Attr::Int(1))]).map_err(wrap)?;
@@ -131,7 +131,7 @@ pub fn export(
     target: ExportTarget,
 ) -> Result<mixdet_onnx::proto::ModelProto> {
     use mixdet_onnx::{Dim, ElemType};
-    let mut g = Graph::new(&spec.name, opts.opset).map_err(wrap)?;
+    let mut g = opts.graph(&spec.name).map_err(wrap)?;
     let [h, w] = opts.input_size;
     let batch = opts.batch_dim();
     let x = g.input("input", ElemType::F32, &[batch.clone(), Dim::Fixed(3), Dim::Fixed(h), Dim::Fixed(w)]);

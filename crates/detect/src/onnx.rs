@@ -36,7 +36,7 @@ fn op2(g: &mut Graph, op: &str, a: &str, b: &str) -> Result<String> {
 
 /// Per-anchor `(A, 2)` constants from anchors: `f(anchor) -> [v0, v1]`.
 fn anchor_pairs(g: &mut Graph, hint: &str, anchors: &[[f32; 4]], f: impl Fn(&[f32; 4]) -> [f32; 2]) -> Result<String> {
-    let v: Vec<f32> = anchors.iter().flat_map(|a| f(a)).collect();
+    let v: Vec<f32> = anchors.iter().flat_map(f).collect();
     g.f32s(hint, &[anchors.len(), 2], &v).map_err(wrap)
 }
 
@@ -255,7 +255,7 @@ impl SsdLite {
                 cfg.input_size[1]
             );
         }
-        let mut g = Graph::new(&cfg.name, opts.opset).map_err(wrap)?;
+        let mut g = opts.graph(&cfg.name).map_err(wrap)?;
         let [h, w] = cfg.input_size;
         let batch = opts.batch_dim();
         let x = g.input("images", ElemType::F32, &[batch.clone(), Dim::Fixed(3), Dim::Fixed(h), Dim::Fixed(w)]);

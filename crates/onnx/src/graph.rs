@@ -86,6 +86,7 @@ pub struct Graph {
     graph: GraphProto,
     counter: usize,
     prefix: String,
+    half_weights: bool,
 }
 
 fn value_info(name: &str, elem: ElemType, dims: &[Dim]) -> ValueInfoProto {
@@ -121,6 +122,7 @@ impl Graph {
             graph: GraphProto { name: name.to_string(), ..Default::default() },
             counter: 0,
             prefix: String::new(),
+            half_weights: false,
         })
     }
 
@@ -174,6 +176,28 @@ impl Graph {
         }
         let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         Ok(self.constant(hint, dims, DataType::Float, raw))
+    }
+
+    /// Stores the layers' weights ([`Graph::weights`]) as float16, each followed by a `Cast` to
+    /// float32: half the file, the same float32 arithmetic (weights rounded to float16).
+    pub fn with_half_weights(mut self, half: bool) -> Self {
+        self.half_weights = half;
+        self
+    }
+
+    /// A layer's weights or bias: an f32 constant, or float16 + `Cast` with
+    /// [`Graph::with_half_weights`]. Other constants (anchors, thresholds) stay f32 whatever the
+    /// setting: float16 would move a 300-pixel anchor by up to an eighth of a pixel.
+    pub fn weights(&mut self, hint: &str, dims: &[usize], values: &[f32]) -> Result<String, Error> {
+        if !self.half_weights {
+            return self.f32s(hint, dims, values);
+        }
+        if dims.iter().product::<usize>() != values.len() {
+            return Err(Error::Shape(format!("{hint}: {} values for shape {dims:?}", values.len())));
+        }
+        let raw = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let stored = self.constant(hint, dims, DataType::Float16, raw);
+        self.op("Cast", &[&stored], &[("to", Attr::Int(DataType::Float as i64))])
     }
 
     /// An i64 constant of shape `dims`.
@@ -329,5 +353,18 @@ mod tests {
             graph.initializer[0].raw_data,
             [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn half_weights_are_float16_with_a_cast() {
+        let mut g = Graph::new("g", 17).expect("opset 17").with_half_weights(true);
+        let w = g.weights("w", &[2], &[1.5, -2.0]).expect("weights");
+        let a = g.f32s("anchors", &[1], &[300.1]).expect("constant");
+        let graph = g.into_model("0", "", &[]).graph.expect("graph");
+        assert_eq!(graph.initializer[0].data_type, DataType::Float16 as i32);
+        assert_eq!(graph.initializer[0].raw_data, [0x00, 0x3e, 0x00, 0xc0]);
+        assert_eq!(graph.initializer[1].data_type, DataType::Float as i32, "{a} stays f32");
+        assert_eq!(graph.node[0].op_type, "Cast");
+        assert_eq!(graph.node[0].output[0], w);
     }
 }

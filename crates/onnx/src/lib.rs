@@ -51,12 +51,14 @@ pub struct ExportOptions {
     pub batch: Option<usize>,
     /// The input `[height, width]`.
     pub input_size: [usize; 2],
+    /// Store the layers' weights as float16 (see [`Graph::with_half_weights`]).
+    pub half_weights: bool,
 }
 
 impl ExportOptions {
     /// Opset 17, batch 1, the given input size.
     pub fn new(input_size: [usize; 2]) -> Self {
-        Self { opset: 17, batch: Some(1), input_size }
+        Self { opset: 17, batch: Some(1), input_size, half_weights: false }
     }
 
     /// With another opset.
@@ -69,6 +71,17 @@ impl ExportOptions {
     pub fn with_batch(mut self, batch: Option<usize>) -> Self {
         self.batch = batch;
         self
+    }
+
+    /// With the layers' weights stored as float16.
+    pub fn with_half_weights(mut self, half: bool) -> Self {
+        self.half_weights = half;
+        self
+    }
+
+    /// A graph for these options.
+    pub fn graph(&self, name: &str) -> Result<Graph, Error> {
+        Ok(Graph::new(name, self.opset)?.with_half_weights(self.half_weights))
     }
 
     /// The batch dimension of inputs and outputs.
