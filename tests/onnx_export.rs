@@ -113,21 +113,20 @@ fn detectors_match_in_tract() -> Res<()> {
     let x = random_input((2, 3, 320, 320))?;
     check_detector(&model, &x, 1e-3, false)?;
 
-    // torchvision family with its own weights on a shapes image: the detections too.
-    let detector = mixdet::Detector::builtin("ssdlite512_mixnet_s_c3_shapes", &Device::Cpu)?;
-    let model = detector.model();
-    let image = mixdet_detect::load_rgb(std::path::Path::new("examples/images/shapes_02.png"))?;
-    let x = Tensor::from_vec(model.preprocess_rgb(&image), (1, 3, 512, 512), &Device::Cpu)?;
-    let found = check_detector(model, &x, 1e-5, true)?;
-    assert!(found >= 1, "the shapes detector found nothing in shapes_02.png through ONNX");
-
-    // TF family, the built-in person detector on the astronaut photo.
-    let detector = mixdet::Detector::builtin("ssdlite300_mobilenet_v2_person", &Device::Cpu)?;
-    let model = detector.model();
-    let image = mixdet_detect::load_rgb(std::path::Path::new("examples/photos/astronaut.jpg"))?;
-    let x = Tensor::from_vec(model.preprocess_rgb(&image), (1, 3, 300, 300), &Device::Cpu)?;
-    let found = check_detector(model, &x, 1e-5, true)?;
-    assert!(found >= 1, "the person detector found nobody in astronaut.jpg through ONNX");
+    // Trained weights on an image, the detections too: the torchvision family (shapes) and the
+    // TF family (person).
+    for (name, image) in [
+        ("ssdlite512_mixnet_s_c3_shapes", "examples/images/shapes_02.png"),
+        ("ssdlite300_mobilenet_v2_person", "examples/photos/astronaut.jpg"),
+    ] {
+        let detector = mixdet::Detector::builtin(name, &Device::Cpu)?;
+        let model = detector.model();
+        let [h, w] = model.config().input_size;
+        let rgb = mixdet_detect::load_rgb(std::path::Path::new(image))?;
+        let x = Tensor::from_vec(model.preprocess_rgb(&rgb), (1, 3, h, w), &Device::Cpu)?;
+        let found = check_detector(model, &x, 1e-5, true)?;
+        assert!(found >= 1, "{name} found nothing in {image} through ONNX");
+    }
     Ok(())
 }
 

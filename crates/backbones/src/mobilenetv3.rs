@@ -263,10 +263,8 @@ impl Backbone for MobileNetV3 {
                 let Some((fc1, fc2)) = &self.classifier else {
                     candle_core::bail!("this model has no classifier (built features-only or with 0 classes)");
                 };
-                let pooled = g.op("GlobalAveragePool", &[&last.name], &[]).map_err(crate::onnx::wrap)?;
-                let flat =
-                    g.op("Flatten", &[&pooled], &[("axis", mixdet_onnx::Attr::Int(1))]).map_err(crate::onnx::wrap)?;
-                let hidden = crate::onnx::linear(g, &last.renamed(flat), fc1)?;
+                let pooled = crate::onnx::pool(g, &last)?;
+                let hidden = crate::onnx::linear(g, &pooled, fc1)?;
                 let hidden = Activation::HardSwish.to_onnx(g, hidden)?;
                 out.logits = Some(crate::onnx::linear(g, &hidden, fc2)?);
             }

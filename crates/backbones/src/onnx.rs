@@ -52,7 +52,7 @@ pub struct ExportedBackbone {
 }
 
 /// Turns a graph error into candle's error type, which the layers return.
-pub(crate) fn wrap(e: mixdet_onnx::Error) -> candle_core::Error {
+pub fn wrap(e: mixdet_onnx::Error) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 
@@ -101,11 +101,17 @@ pub(crate) fn conv(
     Ok(OnnxValue { name: y, channels: o, hw: [oh, ow] })
 }
 
-/// Global average pooling then a fully connected layer: `(N, C, H, W) -> (N, out)`.
-pub(crate) fn classifier(g: &mut Graph, x: &OnnxValue, fc: &candle_nn::Linear) -> Result<OnnxValue> {
+/// Global average pooling to `(N, C)`.
+pub(crate) fn pool(g: &mut Graph, x: &OnnxValue) -> Result<OnnxValue> {
     let pooled = g.op("GlobalAveragePool", &[&x.name], &[]).map_err(wrap)?;
     let flat = g.op("Flatten", &[&pooled], &[("axis", Attr::Int(1))]).map_err(wrap)?;
-    linear(g, &x.renamed(flat), fc)
+    Ok(OnnxValue { name: flat, channels: x.channels, hw: [1, 1] })
+}
+
+/// Global average pooling then a fully connected layer: `(N, C, H, W) -> (N, out)`.
+pub(crate) fn classifier(g: &mut Graph, x: &OnnxValue, fc: &candle_nn::Linear) -> Result<OnnxValue> {
+    let pooled = pool(g, x)?;
+    linear(g, &pooled, fc)
 }
 
 /// A fully connected layer on `(N, in)`.

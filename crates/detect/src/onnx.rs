@@ -10,17 +10,13 @@
 //! (rows past `num_dets` hold -1), `det_labels` `(N, D)` (class indices, 1..), `num_dets` `(N,)`.
 
 use candle_core::Result;
-use mixdet_backbones::onnx::OnnxValue;
+use mixdet_backbones::onnx::{wrap, OnnxValue};
 use mixdet_onnx::proto::ModelProto;
 use mixdet_onnx::{Attr, Dim, ElemType, ExportOptions, Graph};
 
 use crate::box_coder::BBOX_XFORM_CLIP;
 use crate::config::{AnchorGenerator, Family};
 use crate::SsdLite;
-
-fn wrap(e: mixdet_onnx::Error) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
-}
 
 /// A column pair `[from, from + 2)` of the last axis of an `(N, A, 4)` value.
 fn pair(g: &mut Graph, x: &str, from: i64) -> Result<String> {

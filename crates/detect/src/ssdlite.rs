@@ -17,12 +17,9 @@ use mixdet_kernels::denormals::FlushDenormals;
 use mixdet_kernels::PaddingMode;
 
 use crate::anchors;
-use mixdet_backbones::onnx::OnnxValue;
+use mixdet_backbones::onnx::{wrap, OnnxValue};
 use mixdet_onnx::{Attr, Graph};
 
-fn wrap(e: mixdet_onnx::Error) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
-}
 use crate::config::{DetectorConfig, Family};
 use crate::tf_od_api::names::TfNames;
 
